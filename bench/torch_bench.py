@@ -7,7 +7,8 @@ repetitions. Requests:
 
   {"op": "hello", "threads": 2}            -> {"torch": "1.13.1", "threads": 2}
   {"op": "setup", "id": "...", "spec": {}} -> {"ok": true, "out": [shape]} or {"error": "..."}
-  {"op": "run", "id": "...", "reps": 3}    -> {"times": [seconds, ...], "cpu": [process CPU seconds, ...]}
+  {"op": "run", "id": "...", "reps": 3, "warmup": 1}
+                                           -> {"times": [seconds, ...], "cpu": [process CPU seconds, ...]}
   {"op": "free", "id": "..."}              -> {"ok": true}
 
 Specs (shapes are NHWC as attnkit's, converted to NCHW here):
@@ -268,6 +269,8 @@ def main():
                 res = {"ok": True, "out": w.out_shape()}
             elif op == "run":
                 w = workloads[req["id"]]
+                for _ in range(int(req.get("warmup", 0))):  # untimed: wakes the worker threads
+                    w.step()
                 times, cpu = [], []
                 for _ in range(int(req.get("reps", 1))):
                     t0, c0 = time.perf_counter(), time.process_time()

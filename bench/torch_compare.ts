@@ -3,8 +3,9 @@
  *
  * Starts bench/torch_bench.py (Debian's python3-torch, `torch.set_num_threads(2)` or
  * `--torch-threads`; installed with apt-get when missing and running as root), builds every
- * workload of bench/support/workloads.ts on both sides, then alternates rounds: `--reps` timed
- * repetitions in PyTorch, then as many in attnkit, `--rounds` times, after one warm-up each.
+ * workload of bench/support/workloads.ts on both sides, then alternates rounds: one untimed and
+ * `--reps` timed repetitions in PyTorch, then the same in attnkit, `--rounds` times (the untimed
+ * one wakes the side's worker threads, asleep while the other side ran).
  * While one framework runs the other waits, so they never compete for the cores. Prints one
  * table row per workload with the medians and the ratio attnkit / PyTorch of wall time and of
  * process CPU time (all threads; with one thread each it measures the kernels' efficiency even on
@@ -187,9 +188,13 @@ for (const [i, w] of workloads.entries()) {
     await timeAttnkit(runner, 1);
     const a: number[] = [], t: number[] = [], ac: number[] = [], tc: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const answer = await torch.call({ op: "run", id, reps });
+      // one untimed repetition per round on each side: while the other side ran, this side's
+      // worker threads went to sleep, and waking them costs up to ~3 ms (the first wasm kernel
+      // after a pause), which would otherwise dominate the millisecond workloads
+      const answer = await torch.call({ op: "run", id, reps, warmup: 1 });
       t.push(...(answer.times as number[]).map((s) => s * 1000));
       tc.push(...(answer.cpu as number[]).map((s) => s * 1000));
+      await runner.step();
       const mine = await timeAttnkit(runner, reps);
       a.push(...mine.wall);
       ac.push(...mine.cpu);

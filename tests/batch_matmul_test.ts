@@ -54,6 +54,14 @@ const cases: [string, number[], number[], boolean, boolean][] = [
   ["shared a", [1, 70, 64], [5, 64, 90], false, false],
   ["rank 4 batch dims", [2, 3, 64, 48], [2, 3, 48, 64], false, false],
   ["many small products (tfjs's kernel)", [256, 8, 8], [256, 8, 8], false, false],
+  ["one row (GC's context pooling)", [8, 1, 300], [8, 300, 64], false, false],
+  ["one row, a transposed", [8, 300, 1], [8, 300, 64], true, false],
+  ["one row, b transposed", [8, 1, 300], [8, 64, 300], false, true],
+  ["one row, shared b", [8, 1, 300], [1, 300, 64], false, false],
+  ["one column", [8, 70, 300], [8, 300, 1], false, false],
+  ["one column, a transposed", [8, 300, 70], [8, 300, 1], true, false],
+  ["one column, b transposed", [8, 70, 300], [8, 1, 300], false, true],
+  ["one column, shared a", [1, 70, 300], [8, 300, 1], false, false],
 ];
 for (const [name, sa, sb, ta, tb] of cases) {
   Deno.test(`BatchMatMul on wasm equals cpu: ${name}`, async () => {

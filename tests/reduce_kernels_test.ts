@@ -33,6 +33,9 @@ const cases: [number[], number | number[] | null, boolean][] = [
   [[2, 3, 4, 5], [3], false], // last axis: tfjs's kernel
   [[2, 3, 4, 5], [0, 1, 2, 3], false],
   [[4, 64, 64, 8], [0, 1, 2], false], // R = 16384
+  [[2, 4, 1, 16384], [1], false], // 16384 channels: tfjs's kernel (the pooling would corrupt the heap)
+  [[3, 5, 64, 64], [1], false], // 4096 channels: the largest pooled
+  [[2, 8, 128, 64], [1], false], // 8192 channels (Bahdanau's gradient has 16384): tfjs's kernel
 ];
 
 for (const [shape, axis, keepDims] of cases) {
@@ -45,6 +48,7 @@ for (const [shape, axis, keepDims] of cases) {
         const y = op(x, axis ?? undefined, keepDims);
         out.push(tf.tensor(y.dataSync(), y.shape)); // a cpu/wasm-independent copy
         tf.dispose([x, y]);
+        tf.dispose(tf.randomNormal([512, 1024])); // heap damage shows in malloc / free
       }
       await tf.setBackend("wasm");
       assert.deepEqual(out[0].shape, out[1].shape);

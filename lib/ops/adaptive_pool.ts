@@ -40,15 +40,17 @@ export function adaptiveAvgPool2d(x: Tensor4D, outH: number, outW: number): Tens
     const [n, h, w, c] = x.shape;
     if (outH === 1 && outW === 1) return tf.mean(x, [1, 2], true) as Tensor4D;
     if (outH === h && outW === w) return x.clone();
-    const ph = averagingMatrix(h, outH);
-    const pw = averagingMatrix(w, outW);
-    // pool H: [outH, H] x [H, N*W*C]
-    const xh = tf.reshape(tf.transpose(x, [1, 0, 2, 3]), [h, n * w * c]);
-    const yh = tf.reshape(tf.matMul(ph, xh), [outH, n, w, c]);
-    // pool W: [outW, W] x [W, outH*N*C]
-    const xw = tf.reshape(tf.transpose(yh, [2, 0, 1, 3]), [w, outH * n * c]);
-    const yw = tf.reshape(tf.matMul(pw, xw), [outW, outH, n, c]);
-    return tf.transpose(yw, [2, 1, 0, 3]) as Tensor4D;
+    // each product has the pooled axis last and the small averaging matrix on the right, so that
+    // XNNPACK packs only that matrix (with the activations on the right it packed all of them)
+    const pwT = tf.transpose(averagingMatrix(w, outW)); // [W, outW]
+    const phT = tf.transpose(averagingMatrix(h, outH)); // [H, outH]
+    // pool W: [N*H*C, W] x [W, outW]
+    const xw = tf.reshape(tf.transpose(x, [0, 1, 3, 2]), [n * h * c, w]);
+    const yw = tf.reshape(tf.matMul(xw, pwT), [n, h, c, outW]);
+    // pool H: [N*C*outW, H] x [H, outH]
+    const xh = tf.reshape(tf.transpose(yw, [0, 2, 3, 1]), [n * c * outW, h]);
+    const yh = tf.reshape(tf.matMul(xh, phT), [n, c, outW, outH]);
+    return tf.transpose(yh, [0, 3, 2, 1]) as Tensor4D;
   });
 }
 

@@ -9,12 +9,14 @@
  * `[1, M, 1, K]` image and the `[K, N]` slice of `b` as a `[1, 1, K, N]` filter, both addressed in
  * place in the wasm heap (tensor ids registered on the slices, no copies). Transposed operands
  * are transposed once first; a `b` shared by every batch makes one `[Ba*M, K] x [K, N]` product.
- * Small products, many small products, and the batch-1 untransposed case keep tfjs's kernel.
+ * Batched products with a single row or column become a broadcast multiply and a sum. Small
+ * products, many small products, and the batch-1 untransposed case keep tfjs's kernel.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { KernelConfig } from "../../types.ts";
+import { runOpsAsKernel } from "./as_kernel.ts";
+import type { KernelBackend, KernelConfig, Tensor } from "../../types.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -35,6 +37,33 @@ type TensorInfoLike = tf.TensorInfo;
 interface WasmData {
   id: number;
   memoryOffset: number;
+}
+
+/**
+ * Batched products with one row or one column (GC's context pooling `[N,1,HW] x [N,HW,C]`, batched
+ * matrix-vector products) as a broadcast multiply and a sum: 8-10x faster than a 1-pixel
+ * convolution per batch, which packs the whole `b` slice as a filter for one output row.
+ */
+function matrixVector(
+  args: Parameters<tf.KernelFunc>[0],
+  d: { M: number; N: number; K: number; batchA: number; batchB: number; transposeA: boolean; transposeB: boolean },
+): tf.TensorInfo {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const { M, N, K, batchA, batchB, transposeA, transposeB } = d;
+  return runOpsAsKernel(args.backend as KernelBackend, { a, b }, (t) => {
+    let y: Tensor;
+    if (M === 1) {
+      // out[n, 0, j] = sum_k a[n, k] b[n, k, j]; a is [.., 1, K] or, transposed, [.., K, 1]: same memory
+      if (transposeB) y = tf.sum(tf.mul(tf.reshape(t.a, [batchA, 1, K]), tf.reshape(t.b, [batchB, N, K])), 2);
+      else y = tf.sum(tf.mul(tf.reshape(t.a, [batchA, K, 1]), tf.reshape(t.b, [batchB, K, N])), 1);
+    } else {
+      // out[n, i, 0] = sum_k a[n, i, k] b[n, k]; b is [.., K, 1] or, transposed, [.., 1, K]: same memory
+      if (transposeA) y = tf.sum(tf.mul(tf.reshape(t.a, [batchA, K, M]), tf.reshape(t.b, [batchB, K, 1])), 1);
+      else y = tf.sum(tf.mul(tf.reshape(t.a, [batchA, M, K]), tf.reshape(t.b, [batchB, 1, K])), 2);
+    }
+    return tf.reshape(y, [...outBatch, M, N]);
+  });
 }
 
 /**
@@ -62,6 +91,11 @@ export function wasmBatchMatMulKernel(original: KernelConfig): KernelConfig {
       const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
       const plain = !transposeA && !transposeB && batchA === 1 && batchB === 1;
       const batch = Math.max(batchA, batchB);
+      const broadcastable = batchA === batchB || batchA === 1 || batchB === 1;
+      // (a b shared by every batch is one [batch, K] x [K, N] product below, better as it is)
+      if (batch > 1 && ((M === 1 && batchB > 1) || N === 1) && broadcastable) {
+        return matrixVector(args, { M, N, K, batchA, batchB, transposeA, transposeB });
+      }
       if (
         plain || !worthIt(batchB === 1 ? 1 : batch, M * N * K) || (batchA !== batchB && batchA !== 1 && batchB !== 1)
       ) {

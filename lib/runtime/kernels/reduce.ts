@@ -16,6 +16,13 @@ import * as tf from "@tensorflow/tfjs-core";
 import { runOpsAsKernel } from "./as_kernel.ts";
 import type { KernelBackend, KernelConfig, Tensor, Tensor4D } from "../../types.ts";
 
+/**
+ * The most channels (`inner`) handed to the pooling kernels: with 16384 channels tfjs-backend-wasm
+ * 4.22's XNNPACK average pooling writes past its output and corrupts the heap (8192 was fine when
+ * tested; half of it is the limit here).
+ */
+const MAX_CHANNELS = 4096;
+
 /** `[outer, R, inner]` if `axes` are one contiguous block that does not include the last axis. */
 function blockShape(shape: number[], axes: number[]): [number, number, number] | undefined {
   const rank = shape.length;
@@ -58,8 +65,11 @@ export function wasmReduceKernel(kind: Kind, original: KernelConfig): KernelConf
       // axis null: every axis (the last one included: tfjs's kernel)
       const axes = axis == null ? x.shape.map((_, i) => i) : Array.isArray(axis) ? axis : [axis];
       const block = x.dtype === "float32" ? blockShape(x.shape, axes) : undefined;
-      // a single reduced element, or an empty tensor: nothing to gain
-      if (block == null || block[1] < 2 || block[0] * block[1] * block[2] === 0) return original.kernelFunc(args);
+      // a single reduced element, or an empty tensor: nothing to gain; more than MAX_CHANNELS
+      // channels: tfjs's XNNPACK pooling writes out of bounds (16384 channels corrupt the heap)
+      if (block == null || block[1] < 2 || block[0] * block[1] * block[2] === 0 || block[2] > MAX_CHANNELS) {
+        return original.kernelFunc(args);
+      }
       const [outer, r, inner] = block;
       return runOpsAsKernel(args.backend as KernelBackend, { x }, ({ x }) => {
         const image = tf.reshape(x, [outer, r, 1, inner]) as Tensor4D;
