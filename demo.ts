@@ -10,8 +10,8 @@
  *   times and where each spatial map peaks;
  * - writes out/demo.html, one self-contained page (plotly.js inlined, no network) with the maps of
  *   every mechanism on the photos, the Itti-Koch saliency when `saliency_itti` is registered, a
- *   parameter / MAC / speed comparison, and a marked place for the attention of a trained model on
- *   cluttered digits (a later issue ships those models in data/models);
+ *   parameter / MAC / speed comparison, and where the trained models shipped in data/models look
+ *   on cluttered test digits;
  * - prints where the page is.
  *
  * @module
@@ -37,9 +37,14 @@ import {
   imageFigure,
   imageToTensor,
   initBackend,
+  listShippedModels,
+  loadMnist,
   mapGridFigure,
   type PageSection,
   sequenceAttentionFigure,
+  shippedAttention,
+  shippedModelFigure,
+  shippedModelRow,
   stemFeatures,
   timeForward,
   toMatrix,
@@ -239,21 +244,30 @@ const saliencySection: PageSection | undefined = attentionEntries().some((e) => 
       "here, on the same photos, once `saliency_itti` is in the registry.",
   };
 
-// A trained model on cluttered digits: shipped by a later issue.
+// The trained models shipped in data/models (the cluttered-MNIST experiment): where they look.
 const trainedSection: PageSection = {
-  heading: "A trained model on cluttered digits",
+  heading: "Trained models on cluttered digits (data/models)",
   text: [
-    "Placeholder (later issue): attnkit will ship small trained models in data/models (attention " +
-    "networks trained on cluttered MNIST); this section will show where each one looks on its test digits.",
+    "The same small CNN trained on 60x60 cluttered MNIST, plain and with attention after each stage " +
+    "(`deno task experiment:cluttered`, see the README). For each model with spatial maps: its deepest map over six " +
+    "test images, the digit's true box in white, label → prediction above each panel; for channel-only mechanisms, " +
+    "the channel weights of the last stage. Test error and pointing-game hits are those of the whole test set " +
+    "(meta.json).",
   ],
+  figures: [],
 };
-try {
-  const names = [];
-  for await (const e of Deno.readDir(new URL("./data/models/", import.meta.url))) names.push(e.name);
-  (trainedSection.text as string[]).push(`data/models holds: ${names.sort().join(", ") || "nothing yet"}.`);
-} catch (e) {
-  if (!(e instanceof Deno.errors.NotFound)) throw e;
-  (trainedSection.text as string[]).push("data/models does not exist yet.");
+const cluttered = (await listShippedModels()).filter((m) => m.name.startsWith("cluttered_"));
+if (cluttered.length === 0) {
+  (trainedSection.text as string[]).push("No trained model is shipped in data/models.");
+} else {
+  trainedSection.html = htmlTable(cluttered.map(shippedModelRow));
+  const mnistTest = await loadMnist({ split: "test" });
+  for (const m of cluttered) {
+    const view = await shippedAttention(m.name, { count: 6, mnist: mnistTest });
+    const fig = shippedModelFigure(view);
+    if (fig) trainedSection.figures!.push(fig);
+    view.dispose();
+  }
 }
 
 const page = figurePage("attnkit: every registered mechanism on the sample photos", [

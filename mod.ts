@@ -111,3 +111,4 @@ export * from "./lib/train/localisation.ts";
 export * from "./lib/train/progress.ts";
 export * from "./lib/train/train.ts";
 export * from "./lib/train/shipped.ts";
+export * from "./lib/train/shipped_views.ts";

@@ -8,9 +8,11 @@ import { loadMnist } from "../lib/data/mnist.ts";
 import { clutteredMnist } from "../lib/data/digits.ts";
 import { batches, disposeBatch } from "../lib/data/batches.ts";
 import { captureAttention } from "../lib/capture.ts";
+import { shippedAttention, shippedAttentionFigure } from "../lib/train/shipped_views.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
-const shipped = await listShippedModels();
+// the cluttered-MNIST models of the experiment (other shipped models have tests of their own)
+const shipped = (await listShippedModels()).filter((m) => m.name.startsWith("cluttered_"));
 
 Deno.test("shipped models: a few MB in total, each with the command that reproduces it", async () => {
   let bytes = 0;
@@ -49,4 +51,39 @@ Deno.test("shipped models: load, predict about their recorded test error, give t
     model.dispose();
   }
   disposeBatch(batch);
+});
+
+Deno.test("shippedAttention: test images, boxes, predictions and maps of a shipped model, no leaks", async () => {
+  const mnist = await loadMnist({ split: "test" });
+  const spatialModel = shipped.find((m) => Object.keys(m.localisation).some((k) => k !== "ink"));
+  assert.ok(spatialModel, "a shipped model with spatial attention");
+  const before = tf.memory().numTensors;
+  const view = await shippedAttention(spatialModel.name, { count: 5, start: 3, mnist });
+  assert.deepEqual(view.images.shape, [5, 60, 60, 1]);
+  const same = clutteredMnist(mnist, { size: 60, clutter: 4, patch: 8, seed: 12345, count: 8 });
+  for (let i = 0; i < 5; i++) {
+    const s = same.sample(3 + i);
+    assert.equal(view.labels[i], s.labels[0], "the test set's images, from `start`");
+    assert.deepEqual(view.boxes[i], s.boxes[0]);
+  }
+  assert.ok(view.predictions.filter((p, i) => p === view.labels[i]).length >= 3, "mostly right");
+  const layers = Object.keys(view.spatial);
+  assert.deepEqual(layers, Object.keys(spatialModel.localisation).filter((k) => k !== "ink"));
+  for (const t of Object.values(view.spatial)) assert.equal(t.shape[0], 5);
+  const fig = shippedAttentionFigure(view);
+  assert.equal(fig.data.filter((t) => t.type === "heatmap").length, 5);
+  assert.equal((fig.layout.shapes as unknown[]).length, 5, "one box per panel");
+  assert.match(String((fig.layout.title as { text: string }).text), new RegExp(layers[layers.length - 1]));
+  assert.throws(() => shippedAttentionFigure(view, { layer: "nope" }), /no spatial map 'nope'/);
+  view.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  const channelOnly = shipped.find((m) => m.attention && Object.keys(m.localisation).every((k) => k === "ink"));
+  if (channelOnly) {
+    const v = await shippedAttention(channelOnly.name, { count: 2, mnist });
+    assert.ok(Object.keys(v.channel).length > 0, `${channelOnly.name} has channel weights`);
+    assert.throws(() => shippedAttentionFigure(v), /has no spatial attention map/);
+    v.dispose();
+  }
+  await assert.rejects(() => shippedAttention(spatialModel.name, { count: 0 }), /expected count >= 1/);
+  assert.equal(tf.memory().numTensors, before);
 });

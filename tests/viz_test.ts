@@ -321,3 +321,31 @@ Deno.test("affinityOf: full, pooled-key and criss-cross maps over a query grid; 
   assert.deepEqual(keyGrid([7, 5], 12), [4, 3]);
   tf.dispose([full, pooled, cross, bins]);
 });
+
+Deno.test("overlayFigure: boxes are outlined in the photo's pixels, scaled when the photo is shrunk", () => {
+  const photo = tf.zeros([1, 30, 50, 3]);
+  const m = rampMap();
+  const box = { x0: 10, y0: 4, x1: 20, y1: 12 }; // columns 10..19, rows 4..11
+  const fig = overlayFigure(photo, m, { boxes: [box], boxColor: "red" });
+  const [s] = fig.layout.shapes as { type: string; x0: number; x1: number; y0: number; y1: number }[];
+  assert.equal(s.type, "rect");
+  assert.deepEqual([s.x0, s.x1, s.y0, s.y1], [9.5, 19.5, 3.5, 11.5], "edges between pixels, rows downwards");
+  const small = overlayFigure(photo, m, { boxes: [box], maxSize: 25 }); // shrunk by 2
+  const [t] = small.layout.shapes as { x0: number; x1: number; y0: number; y1: number }[];
+  assert.deepEqual([t.x0, t.x1, t.y0, t.y1], [4.5, 9.5, 1.5, 5.5]);
+  const grid = mapGridFigure([{ title: "a", map: m, image: photo }, {
+    title: "b",
+    map: m,
+    image: photo,
+    boxes: [box],
+  }]);
+  const shapes = grid.layout.shapes as { xref: string; yref: string }[];
+  assert.equal(shapes.length, 1, "only the panel with a box gets one");
+  assert.deepEqual([shapes[0].xref, shapes[0].yref], ["x2", "y2"], "on the second panel's axes");
+  const r = renderFigure(fig);
+  const mg = fig.layout.margin as { l: number; t: number };
+  const zoom = (fig.layout.width! - mg.l - (fig.layout.margin as { r: number }).r) / 50;
+  const edge = pixel(r, mg.l + 15 * zoom, mg.t + 4 * zoom); // the top edge (y = 3.5, the axis starts at -0.5)
+  assert.ok(edge[0] > 200 && edge[1] < 80, `the red top edge is drawn in the PNG, got ${edge}`);
+  tf.dispose([photo, m]);
+});

@@ -9,6 +9,7 @@
  * @module
  */
 import { encodePng } from "../data/image.ts";
+import type { Box } from "../data/digits.ts";
 import { fmtShape } from "../checks.ts";
 import { toBase64 } from "./base64.ts";
 import { type ColorScale, colorScale, type ColorScaleName } from "./colormaps.ts";
@@ -156,6 +157,25 @@ export interface OverlayOptions extends MapFigureOptions {
    * spec for pages with many figures.
    */
   upsample?: boolean;
+  /**
+   * Boxes to outline on the photo, in its pixels: half-open `{ x0, y0, x1, y1 }` (columns x0..x1-1,
+   * rows y0..y1-1), for example the true digit boxes of a localisation test.
+   */
+  boxes?: Box[];
+  /** Outline colour of `boxes` (default white). */
+  boxColor?: string;
+}
+
+/** Plotly rectangles around half-open pixel boxes (pixel centres are whole numbers). */
+function boxShapes(boxes: Box[], color: string): Record<string, unknown>[] {
+  return boxes.map((b) => ({
+    type: "rect",
+    x0: roundValue(b.x0 - 0.5, 3),
+    x1: roundValue(b.x1 - 0.5, 3),
+    y0: roundValue(b.y0 - 0.5, 3),
+    y1: roundValue(b.y1 - 0.5, 3),
+    line: { color, width: 2 },
+  }));
 }
 
 /** Whole-number enlargement that brings a small photo's long side near `minSize` (1 for large ones). */
@@ -190,9 +210,14 @@ export function imageTrace(img: RgbImage): Trace {
  * ```
  */
 export function overlayFigure(image: ImageInput, map: MapInput, opts: OverlayOptions = {}): Figure {
-  const img = shrinkImage(toRgbImage(image, opts.imageBatch ?? opts.batch ?? 0), opts.maxSize ?? 320);
+  const full = toRgbImage(image, opts.imageBatch ?? opts.batch ?? 0);
+  const img = shrinkImage(full, opts.maxSize ?? 320);
   const zoom = displayZoom(img, opts.minSize ?? Math.min(200, opts.maxSize ?? 320));
   const m = toMatrix(map, opts);
+  // boxes are in the full photo's pixels; the displayed photo may be shrunk
+  const fx = img.width / full.width;
+  const fy = img.height / full.height;
+  const boxes = (opts.boxes ?? []).map((b) => ({ x0: b.x0 * fx, x1: b.x1 * fx, y0: b.y0 * fy, y1: b.y1 * fy }));
   const upsample = opts.upsample ?? true;
   const up = upsample ? resizeMatrix(m, img.height, img.width) : m;
   const [lo, hi] = extent(m.values);
@@ -239,6 +264,7 @@ export function overlayFigure(image: ImageInput, map: MapInput, opts: OverlayOpt
     ...imageAxes(img.height, img.width),
     plot_bgcolor: "white",
     paper_bgcolor: "white",
+    ...(boxes.length ? { shapes: boxShapes(boxes, opts.boxColor ?? "white") } : {}),
   };
   if (controls) {
     const steps = Array.from({ length: 11 }, (_, i) => i / 10).map((o) => ({
@@ -573,6 +599,8 @@ export interface GridItem {
   map: MapInput;
   /** A photo to draw it over (optional). */
   image?: ImageInput;
+  /** Boxes to outline on the photo (see {@link OverlayOptions.boxes}). */
+  boxes?: Box[];
 }
 
 /** Options of {@link mapGridFigure}. */
@@ -635,6 +663,7 @@ export function mapGridFigure(items: GridItem[] | Record<string, MapInput>, opts
         controls: false,
         opacity: opts.opacity,
         upsample: opts.upsample,
+        boxes: it.boxes,
       })
       : heatmapFigure(matrices[k], { ...common, size });
   });
