@@ -7,15 +7,12 @@ import assert from "node:assert/strict";
 import { DoubleAttention } from "../lib/modules/a2.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 function count(layer: DoubleAttention): number {
   return layer.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 const TUTORIAL = { gather: "mean", distribution: "spatial", reconstruct: false, residual: false } as const;

@@ -9,12 +9,9 @@ import { pyramidLength, pyramidSample } from "../lib/ops/pyramid_sample.ts";
 import { adaptiveAvgPool2d } from "../lib/ops/adaptive_pool.ts";
 import { applyBatchNorm, dropout2d } from "../lib/ops/conv_bn.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 Deno.test("materialisedSoftmaxAttention equals a loop reference and its rows sum to 1", () => {
   const before = tf.memory().numTensors;
@@ -77,7 +74,7 @@ Deno.test("pyramidSample concatenates PyTorch adaptive pools, row-major, in orde
     const part = tf.slice(s, [0, offset, 0], [-1, size * size, -1]);
     const pool = adaptiveAvgPool2d(x, size, size);
     const want = tf.reshape(pool, [2, size * size, 3]);
-    assert.ok(maxAbs(part, want) < 1e-6, `size ${size}`);
+    assert.ok(maxAbsDiff(part, want) < 1e-6, `size ${size}`);
     tf.dispose([part, pool, want]);
     offset += size * size;
   }
@@ -102,14 +99,14 @@ Deno.test("applyBatchNorm: training normalises with batch statistics and moves t
     const keep = (1 - 0.1) ** updates;
     const wantMean = tf.mul(mean, 1 - keep);
     const wantVar = tf.tidy(() => tf.add(tf.mul(unbiased, 1 - keep), keep));
-    assert.ok(maxAbs(got[0], wantMean) < 1e-5, `mean after ${updates}`);
-    assert.ok(maxAbs(got[1], wantVar) < 1e-4, `variance after ${updates}`);
+    assert.ok(maxAbsDiff(got[0], wantMean) < 1e-5, `mean after ${updates}`);
+    assert.ok(maxAbsDiff(got[1], wantVar) < 1e-4, `variance after ${updates}`);
     assert.ok(tf.tidy(() => tf.max(tf.abs(tf.mean(y, [0, 1, 2]))).dataSync()[0]) < 1e-5);
     tf.dispose([y, wantMean, wantVar, ...got]);
   }
   // inference uses the running statistics: identity here
   const y = tf.tidy(() => applyBatchNorm(x, p, { training: false }));
-  assert.ok(maxAbs(y, x) < 1e-4);
+  assert.ok(maxAbsDiff(y, x) < 1e-4);
   tf.dispose([x, y, mean, variance, unbiased, p.gamma, p.beta, p.movingMean, p.movingVariance]);
   assert.equal(tf.memory().numTensors, before);
 });

@@ -22,12 +22,9 @@ import {
   torchvisionStateDict,
 } from "../mod.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 /** The state_dict keys of a model, its tensors disposed. */
 function keysOf(model: tfl.LayersModel): string[] {

@@ -4,12 +4,9 @@ import assert from "node:assert/strict";
 import { blockedSoftmaxAttention, materialisedSoftmaxAttention } from "../lib/ops/blocked_attention.ts";
 import { peakBytes } from "../lib/ops/memory.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 function qkv(n: number, lq: number, lk: number, d: number, dv: number, seed: number, spread = 1) {
   return {

@@ -10,12 +10,9 @@ import { DANetPositionAttention } from "../lib/modules/danet_pam.ts";
 import { captureAttention } from "../lib/capture.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 /**
  * The largest gradient entry (at least 1): float32 agreement is checked against it, since a gradient

@@ -5,15 +5,12 @@ import { DisentangledNonLocal } from "../lib/modules/dnl.ts";
 import { getAttentionEntry } from "../lib/registry.ts";
 import { stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 function count(layer: { trainableWeights: { shape: (number | null)[] }[] }): number {
   return layer.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
-}
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 Deno.test("dnl: parameter count per variant (the fixture's 2081 for C 32, P 16, released)", () => {
@@ -43,10 +40,10 @@ Deno.test("dnl: with the reference's zero gamma only the unary term acts; with u
   const x = tf.randomNormal([2, 5, 4, 8], 0, 1, "float32", 1);
   const none = new DisentangledNonLocal({ unary: "none" });
   const yNone = none.apply(x) as tf.Tensor;
-  assert.equal(maxAbs(yNone, x), 0);
+  assert.equal(maxAbsDiff(yNone, x), 0);
   const released = new DisentangledNonLocal();
   const yRel = released.apply(x) as tf.Tensor;
-  assert.ok(maxAbs(yRel, x) > 0);
+  assert.ok(maxAbsDiff(yRel, x) > 0);
   // the unary output is the same at every position
   const delta = tf.sub(yRel, x);
   const spread = tf.tidy(() =>
@@ -96,7 +93,7 @@ Deno.test("dnl: whitening follows the reference's order (channel, then spatial) 
   b.setWeights(a.getWeights());
   const ya = a.apply(x) as tf.Tensor;
   const yb = b.apply(x) as tf.Tensor;
-  assert.equal(maxAbs(ya, yb), 0);
+  assert.equal(maxAbsDiff(ya, yb), 0);
   tf.dispose([x, ya, yb]);
   a.dispose();
   b.dispose();

@@ -9,12 +9,9 @@ import { FCA_FREQ_SEL_METHODS, fcaDctFilter, fcaFrequencies, MultiSpectralAttent
 import { squeezeExcite } from "../lib/modules/se.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 Deno.test("fca: the 18 frequency selections of the released code", () => {
   assert.equal(FCA_FREQ_SEL_METHODS.length, 18);

@@ -5,15 +5,12 @@ import { GlobalContext } from "../lib/modules/gc.ts";
 import { getAttentionEntry } from "../lib/registry.ts";
 import { stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 function count(layer: { trainableWeights: { shape: (number | null)[] }[] }): number {
   return layer.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
-}
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 Deno.test("gc: parameter count follows the paper's formula (mask C+1, each transform 2CP + 3P + C)", () => {
@@ -42,9 +39,9 @@ Deno.test("gc: the reference's zero init makes channel_add the identity and chan
   const mul = new GlobalContext({ reduction: 4, fusionTypes: ["channelMul"] });
   const ya = add.apply(x) as tf.Tensor;
   const ym = mul.apply(x) as tf.Tensor;
-  assert.equal(maxAbs(ya, x), 0);
+  assert.equal(maxAbsDiff(ya, x), 0);
   const half = tf.mul(x, 0.5);
-  assert.ok(maxAbs(ym, half) < 1e-7);
+  assert.ok(maxAbsDiff(ym, half) < 1e-7);
   tf.dispose([x, ya, ym, half]);
   add.dispose();
   mul.dispose();

@@ -9,15 +9,12 @@ import assert from "node:assert/strict";
 import { covariancePool, GSoP, GSoPBottleneck, gsopBottleneckEntry, gsopReductionStride } from "../lib/modules/gsop.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 function count(layer: tfl.layers.Layer): number {
   return layer.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 Deno.test("gsop: covariancePool equals MPNCOV's X I_hat X^T, I_hat = (1/M)(I - 11^T/M)", () => {

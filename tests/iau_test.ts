@@ -9,34 +9,9 @@ import { IAU, iau, iauMask, type IAUWeights } from "../lib/modules/iau.ts";
 import { stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
 import { withSeed } from "../lib/runtime/seed.ts";
+import { maxAbsDiff, permutePositions, shuffled } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
-
-function shuffled(k: number, seed: number): number[] {
-  const p = [...Array(k).keys()];
-  let s = seed;
-  for (let i = k - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    const j = s % (i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
-
-/** Permutes the H*W positions of [N,H,W,C] or [N,T,H,W,C] (every frame alike): new i holds old perm[i]. */
-function permutePositions(x: tf.Tensor, perm: number[]): tf.Tensor {
-  return tf.tidy(() => {
-    const s = x.shape;
-    const lead = s.slice(0, -3);
-    const [h, w, c] = s.slice(-3);
-    const flat = tf.reshape(x, [...lead, h * w, c]);
-    return tf.reshape(tf.gather(flat, perm, lead.length), s);
-  });
-}
 
 Deno.test("iau: shapes on non-square odd maps, batch 3, images and videos", () => {
   const before = tf.memory().numTensors;
@@ -69,7 +44,7 @@ Deno.test("iau: with the reference's zero-initialised updates the block is the i
     const layer = new IAU();
     for (const training of [false, true]) {
       const y = layer.apply(x, { training }) as tf.Tensor;
-      assert.equal(maxAbs(y, x), 0, `${shape} training ${training}`);
+      assert.equal(maxAbsDiff(y, x), 0, `${shape} training ${training}`);
       y.dispose();
     }
     x.dispose();
@@ -89,16 +64,19 @@ Deno.test("iau: permuting the positions permutes the output and the part maps; a
     const a = layer.attend(x);
     const b = layer.attend(xp);
     const want = permutePositions(a.output, perm);
-    assert.ok(maxAbs(want, b.output) < 1e-4, `${shape}: output permutes`);
+    assert.ok(maxAbsDiff(want, b.output) < 1e-4, `${shape}: output permutes`);
     const parts = permutePositions(a.maps.parts, perm);
-    assert.ok(maxAbs(parts, b.maps.parts) < 1e-5, `${shape}: parts permute`);
-    assert.ok(maxAbs(a.maps.channelAffinity, b.maps.channelAffinity) < 1e-5, `${shape}: channel affinity invariant`);
-    assert.ok(maxAbs(a.maps.relation, b.maps.relation) < 1e-5, `${shape}: relation invariant`);
+    assert.ok(maxAbsDiff(parts, b.maps.parts) < 1e-5, `${shape}: parts permute`);
+    assert.ok(
+      maxAbsDiff(a.maps.channelAffinity, b.maps.channelAffinity) < 1e-5,
+      `${shape}: channel affinity invariant`,
+    );
+    assert.ok(maxAbsDiff(a.maps.relation, b.maps.relation) < 1e-5, `${shape}: relation invariant`);
     // training mode: the BatchNorm statistics are over all positions, so equivariance holds too
     const ta = layer.apply(x, { training: true }) as tf.Tensor;
     const tb = layer.apply(xp, { training: true }) as tf.Tensor;
     const twant = permutePositions(ta, perm);
-    assert.ok(maxAbs(twant, tb) < 1e-4, `${shape}: output permutes in training`);
+    assert.ok(maxAbsDiff(twant, tb) < 1e-4, `${shape}: output permutes in training`);
     tf.dispose([x, xp, want, parts, twant, ta, tb, a.output, b.output]);
     tf.dispose([...Object.values(a.maps), ...Object.values(b.maps)]);
     layer.dispose();
@@ -116,14 +94,14 @@ Deno.test("iau: permuting the frames of a clip permutes the output, the part rel
   const a = layer.attend(x);
   const b = layer.attend(xp);
   const out = tf.gather(a.output, perm, 1);
-  assert.ok(maxAbs(out, b.output) < 1e-4, "output frames permute");
+  assert.ok(maxAbsDiff(out, b.output) < 1e-4, "output frames permute");
   // node t*K + k and channel row c*T + t move with their frame
   const nodePerm = perm.flatMap((p) => [...Array(k).keys()].map((j) => p * k + j));
   const rowPerm = [...Array(c).keys()].flatMap((ch) => perm.map((p) => ch * t + p));
   const rel = tf.gather(tf.gather(a.maps.relation, nodePerm, 1), nodePerm, 2);
   const aff = tf.gather(tf.gather(a.maps.channelAffinity, rowPerm, 1), rowPerm, 2);
-  assert.ok(maxAbs(rel, b.maps.relation) < 1e-5, "relation permutes by frame blocks");
-  assert.ok(maxAbs(aff, b.maps.channelAffinity) < 1e-5, "channel affinity permutes by frame");
+  assert.ok(maxAbsDiff(rel, b.maps.relation) < 1e-5, "relation permutes by frame blocks");
+  assert.ok(maxAbsDiff(aff, b.maps.channelAffinity) < 1e-5, "channel affinity permutes by frame");
   tf.dispose([x, xp, out, rel, aff, a.output, b.output, ...Object.values(a.maps), ...Object.values(b.maps)]);
   layer.dispose();
 });
@@ -178,10 +156,10 @@ Deno.test("iau: a one-frame clip is exactly the image block (same op, same weigh
   };
   const image = iau(x, w);
   const clip = iau(tf.expandDims(x, 1), w);
-  assert.equal(maxAbs(tf.squeeze(clip.output, [1]), image.output), 0);
-  assert.equal(maxAbs(clip.maps.relation, image.maps.relation), 0);
+  assert.equal(maxAbsDiff(tf.squeeze(clip.output, [1]), image.output), 0);
+  assert.equal(maxAbsDiff(clip.maps.relation, image.maps.relation), 0);
   const direct = layer.attend(x);
-  assert.equal(maxAbs(direct.output, image.output), 0);
+  assert.equal(maxAbsDiff(direct.output, image.output), 0);
   tf.dispose([x, image.output, clip.output, direct.output, ...Object.values(image.maps)]);
   tf.dispose([...Object.values(clip.maps), ...Object.values(direct.maps)]);
   layer.dispose();
@@ -210,7 +188,7 @@ Deno.test("iau: video block: every trainable weight gets a gradient, BatchNorm r
     }
     assert.ok(norm > 0 && Number.isFinite(norm), `gradient for ${v.name}: ${norm}`);
   }
-  assert.ok(maxAbs(m0, meanVar.read()) > 0, "running mean updated in training");
+  assert.ok(maxAbsDiff(m0, meanVar.read()) > 0, "running mean updated in training");
   tf.dispose([grads, value, m0]);
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
   tf.dispose([x, target]);

@@ -5,31 +5,9 @@ import assert from "node:assert/strict";
 import { LearnToPayAttention, learnToPayAttention } from "../lib/modules/ltpa.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff, permutePositions, shuffled } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
-
-/** Permutes the H*W positions of x [N,H,W,C] by `perm` (new position i holds old position perm[i]). */
-function permutePositions(x: tf.Tensor, perm: number[]): tf.Tensor {
-  return tf.tidy(() => {
-    const [n, h, w, c] = x.shape;
-    return tf.reshape(tf.gather(tf.reshape(x, [n, h * w, c]), perm, 1), [n, h, w, c]);
-  });
-}
-
-function shuffled(k: number, seed: number): number[] {
-  const p = [...Array(k).keys()];
-  let s = seed;
-  for (let i = k - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    const j = s % (i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
 
 Deno.test("ltpa: the op matches a loop over the paper's equations (pc and dp, softmax and sigmoid)", () => {
   const before = tf.memory().numTensors;
@@ -93,7 +71,7 @@ Deno.test("ltpa: the global vector as [N,1,1,C] or [N,C] gives the same output",
   assert.deepEqual(ya.shape, [3, 16]);
   assert.deepEqual(a.computeOutputShape([[3, 7, 5, 8], [3, 1, 1, 16]]), [3, 16]);
   assert.deepEqual(b.computeOutputShape([[3, 7, 5, 8], [3, 16]]), [3, 16]);
-  assert.equal(maxAbs(ya, yb), 0);
+  assert.equal(maxAbsDiff(ya, yb), 0);
   tf.dispose([l, g4, g2, ya, yb]);
   a.dispose();
   b.dispose();
@@ -152,7 +130,7 @@ Deno.test("ltpa: three layers (indices 1, 2, 3) load a model1.py-style state_dic
   const report = loadStateDict(model, sd, { names });
   assert.deepEqual(report.loaded.sort(), Object.keys(sd).sort());
   const again = stateDict(model, { names });
-  for (const [k, v] of Object.entries(sd)) assert.equal(maxAbs(v, again[k]), 0, k);
+  for (const [k, v] of Object.entries(sd)) assert.equal(maxAbsDiff(v, again[k]), 0, k);
   const xs = [[2, 9, 7, 4], [2, 5, 3, 8], [2, 3, 3, 8], [2, 1, 1, 8]].map((s, i) =>
     tf.randomNormal(s, 0, 1, "float32", i)
   );
@@ -173,10 +151,10 @@ Deno.test("ltpa: position-agnostic: permuting the positions permutes the maps an
     const a = layer.attend([l, g]);
     const lp = permutePositions(l, perm);
     const b = layer.attend([lp, g]);
-    assert.ok(maxAbs(a.output, b.output) < 1e-5, "descriptor invariant");
+    assert.ok(maxAbsDiff(a.output, b.output) < 1e-5, "descriptor invariant");
     for (const m of ["spatial", "compat"]) {
       const want = permutePositions(a.maps[m], perm);
-      assert.ok(maxAbs(want, b.maps[m]) < 1e-6, `${m} permutes`);
+      assert.ok(maxAbsDiff(want, b.maps[m]) < 1e-6, `${m} permutes`);
       want.dispose();
     }
     if (normalizeAttn) {

@@ -13,6 +13,7 @@ import type { AttentionEntry } from "../lib/modules/base.ts";
 import { captureAttention } from "../lib/capture.ts";
 import { fmtShape, setChecks } from "../lib/checks.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 /** Weights whose gradient is zero by construction (softmax shift invariance), by variable name. */
 const ANALYTICALLY_ZERO = [/global_context[^/]*\/mask_bias/];
@@ -43,10 +44,6 @@ function functionalModel(entry: AttentionEntry): tfl.LayersModel {
   const inputs = shapesOf(entry).map((s) => tfl.input({ shape: s.slice(1) }));
   const output = create(entry).apply(inputs.length === 1 ? inputs[0] : inputs) as tfl.SymbolicTensor;
   return tfl.model({ inputs, outputs: output });
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 for (const entry of attentionEntries()) {

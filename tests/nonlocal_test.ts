@@ -12,14 +12,11 @@ import { fileIO } from "../lib/interop/file_io.ts";
 import { loadStateDict, stateDict } from "../lib/interop/torch.ts";
 import { peakBytes } from "../lib/ops/memory.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 const PAIRWISE: NonLocalPairwise[] = ["embedded_gaussian", "gaussian", "dot_product", "concatenation"];
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 function trainableCount(layer: tfl.layers.Layer): number {
   return layer.trainableWeights.reduce((n, w) => n + w.shape.reduce((a, b) => a! * b!, 1)!, 0);

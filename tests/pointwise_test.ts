@@ -3,12 +3,9 @@ import assert from "node:assert/strict";
 import { linear } from "../lib/ops/common.ts";
 import { maxPool2x2 } from "../lib/ops/window_pool.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 Deno.test("linear (every 1x1 conv) equals a 1x1 conv2d (and the same kernel with a Conv3d shape on [N,T,H,W,C])", () => {
   const x = tf.randomNormal([2, 5, 7, 6], 0, 1, "float32", 1) as tf.Tensor4D;

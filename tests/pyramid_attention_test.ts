@@ -13,33 +13,9 @@ import {
 } from "../lib/modules/pyramid_attention.ts";
 import { captureAttention } from "../lib/capture.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { maxAbsDiff, permutePositions, shuffled } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
-
-function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
-
-function shuffled(k: number, seed: number): number[] {
-  const p = [...Array(k).keys()];
-  let s = seed;
-  for (let i = k - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    const j = s % (i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
-
-/** Permutes the H*W positions of [N,H,W,C] or [N,T,H,W,C] (every frame alike): new i holds old perm[i]. */
-function permutePositions(x: tf.Tensor, perm: number[]): tf.Tensor {
-  return tf.tidy(() => {
-    const s = x.shape;
-    const lead = s.slice(0, -3);
-    const [h, w, c] = s.slice(-3);
-    return tf.reshape(tf.gather(tf.reshape(x, [...lead, h * w, c]), perm, lead.length), s);
-  });
-}
 
 const OPTS = { pooling: "avg", fusion: "sum", features: "concat", temporal: "fuse" } as const;
 
@@ -79,7 +55,7 @@ Deno.test("pyramid_attention: zero score kernels give a uniform attention and th
       const r = pyramidAttention(xs, kernels, { ...OPTS, temporal });
       const { pooled, n } = pyramidLevels(xs, "avg");
       const want = tf.tidy(() => tf.tile(tf.mean(tf.reshape(tf.concat(pooled, 3), [n, 1, -1, 14]), 2), [1, 2, 1]));
-      assert.ok(maxAbs(r.output, want) < 1e-5, `${shapes.length} ${temporal}`);
+      assert.ok(maxAbsDiff(r.output, want) < 1e-5, `${shapes.length} ${temporal}`);
       const k = r.maps.attention.size / (n * 2);
       r.maps.attention.dataSync().forEach((v) => assert.ok(Math.abs(v - 1 / k) < 1e-7));
       tf.dispose([r.output, ...Object.values(r.maps), ...pooled, want]);
@@ -107,10 +83,10 @@ Deno.test("pyramid_attention: position-agnostic where R is the identity: positio
     tf.dispose(layer.apply(xs) as tf.Tensor);
     const a = layer.attend(xs);
     const b = layer.attend(xp);
-    assert.ok(maxAbs(a.output, b.output) < 1e-5, `${JSON.stringify(config)}: output invariant`);
+    assert.ok(maxAbsDiff(a.output, b.output) < 1e-5, `${JSON.stringify(config)}: output invariant`);
     for (const m of ["attention", "scores"]) {
       const want = permutePositions(a.maps[m], perm);
-      assert.ok(maxAbs(want, b.maps[m]) < 1e-5, `${JSON.stringify(config)}: ${m} permutes`);
+      assert.ok(maxAbsDiff(want, b.maps[m]) < 1e-5, `${JSON.stringify(config)}: ${m} permutes`);
       want.dispose();
     }
     if (shapes[0].length === 5) {
@@ -118,10 +94,10 @@ Deno.test("pyramid_attention: position-agnostic where R is the identity: positio
       const fp = [1, 0];
       const xf = xs.map((x) => tf.gather(x, fp, 1));
       const f = layer.attend(xf);
-      assert.ok(maxAbs(a.output, f.output) < 1e-5, "frame order invariant");
+      assert.ok(maxAbsDiff(a.output, f.output) < 1e-5, "frame order invariant");
       if (config.temporal === "joint") {
         const want = tf.gather(a.maps.attention, fp, 1);
-        assert.ok(maxAbs(want, f.maps.attention) < 1e-6, "joint attention permutes with the frames");
+        assert.ok(maxAbsDiff(want, f.maps.attention) < 1e-6, "joint attention permutes with the frames");
         want.dispose();
       }
       tf.dispose([...xf, f.output, ...Object.values(f.maps)]);

@@ -15,14 +15,11 @@ import { readSafetensors, writeSafetensors } from "../lib/interop/safetensors.ts
 import { toTensor } from "../lib/interop/raw_tensor.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
 import { backbones, create, feed, modelInputShapes, randomInputs, shapesOf, Tally } from "./_reliability.ts";
+import { maxAbsDiff } from "./support/tensors.ts";
 
 await initBackend({ quiet: true });
 
 const tally = new Tally("round-trip");
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 /** Every weight of two layers or models, by position: identical shapes and values. */
 function assertSameWeights(a: tfl.layers.Layer | tfl.LayersModel, b: tfl.layers.Layer | tfl.LayersModel): void {
