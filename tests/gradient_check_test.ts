@@ -231,3 +231,32 @@ Deno.test("max pooling over windows of negative values and zeros: wasm = cpu (fo
   // every window routes its dy somewhere: the gradient sums to sum(w)
   assert.ok(wasm[0].some((v) => v !== 0));
 });
+
+for (const backend of BACKENDS) {
+  Deno.test(`max / min over ties on ${backend}: a step along the gradient changes them by what g . g says`, async () => {
+    // ties are common: a global max pool of an upsampled map (4 copies of each value), a min over
+    // duplicated channels. tfjs gives every tied entry the whole dy (k times the true change).
+    await tf.setBackend(backend);
+    const before = tf.memory().numTensors;
+    const [base, up, dup] = tf.tidy(() => {
+      const base = tf.randomNormal([3, 4, 5, 3], 0, 1, "float32", 60);
+      return [base, resizeNearestTorch(base as tf.Tensor4D, 8, 10), tf.concat([base, base, tf.add(base, 1)], 3)];
+    });
+    const cases: [string, tf.Tensor, (t: tf.Tensor) => tf.Scalar][] = [
+      ["global max of a 2x nearest upsampling", up, (t) => weighted(tf.max(t, [1, 2], true))],
+      ["min over duplicated channels", dup, (t) => weighted(tf.min(t, 3))],
+      ["max over everything", up, (t) => tf.mul(tf.max(t), 1.5) as tf.Scalar],
+    ];
+    for (const [name, x, f] of cases) {
+      const [check] = gradCheck(f, [x], { randomDirections: 0 });
+      assert.equal(check.direction, "gradient");
+      assert.ok(
+        check.error < 2e-3,
+        `${name} on ${backend}: the gradient says ${check.analytic.toPrecision(6)} along itself, a central ` +
+          `difference ${check.numeric.toPrecision(6)}`,
+      );
+    }
+    tf.dispose([base, up, dup]);
+    assert.equal(tf.memory().numTensors, before, "tensors left behind");
+  });
+}
