@@ -1,6 +1,6 @@
 // The FusedBatchNorm, Max and Min gradients that registerTrainingKernels installs
 // (lib/runtime/kernels/batch_norm_grad.ts, min_max_grad.ts) equal tfjs-core's: BatchNorm with and
-// without scale, Max/Min over several axes with ties. Run: deno test -A tests/gradients_test.ts
+// without scale; Max/Min over several axes, ties sharing the gradient. Run: deno test -A tests/gradients_test.ts
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-layers"; // registers tfjs-core's gradients
@@ -54,7 +54,7 @@ Deno.test("training a BatchNorm layer through tf.grads uses the new gradient and
   }
 });
 
-Deno.test("Max / Min gradients (1 - step mask) equal tfjs-core's equal-mask gradients, ties included", () => {
+Deno.test("Max / Min gradients (1 - step mask): the equal mask shared between ties", () => {
   const x = tf.tensor4d([1, 5, 5, 2, 0, -1, 3, 3, 7, 7, 7, -2, 4, 0, 1, 1], [2, 2, 2, 2]);
   type Case = [typeof tf.max, number | number[] | undefined, boolean];
   const cases: Case[] = [
@@ -69,10 +69,11 @@ Deno.test("Max / Min gradients (1 - step mask) equal tfjs-core's equal-mask grad
   for (const [op, axes, keepDims] of cases) {
     const f = (t: tf.Tensor) => tf.sum(tf.mul(op(t, axes, keepDims), tf.scalar(3)));
     const got = tf.grad(f)(x).arraySync();
-    // the reference: dy * (x == y) with y broadcast, written out
+    // the reference: dy * (x == y) / (number of ties), y broadcast (TensorFlow's and PyTorch amax's)
     const want = tf.tidy(() => {
       const y = op(x, axes, true);
-      return tf.mul(tf.cast(tf.equal(x, y), "float32"), 3).arraySync();
+      const hit = tf.cast(tf.equal(x, y), "float32");
+      return tf.div(tf.mul(hit, 3), tf.sum(hit, axes, true)).arraySync();
     });
     assert.deepEqual(got, want, `${op.name} ${JSON.stringify(axes)} keepDims ${keepDims}`);
   }

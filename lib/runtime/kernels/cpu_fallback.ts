@@ -73,7 +73,7 @@ export function cpuFallbackKernel(
         });
         const outs = Array.isArray(out) ? out : [out];
         const results = outs.map((o) => {
-          const values = cpu.readSync(o.dataId) as tf.BackendValues;
+          const values = asDtype(cpu.readSync(o.dataId) as tf.BackendValues, o.dtype);
           const dataId = backend.write(values, o.shape, o.dtype);
           return { dataId, shape: o.shape.slice(), dtype: o.dtype };
         });
@@ -84,6 +84,16 @@ export function cpuFallbackKernel(
       }
     },
   };
+}
+
+/**
+ * `values` in the typed array of `dtype`. A cpu kernel may hold an int32 output in a Float32Array
+ * (`MaxPoolWithArgmax`'s indexes); wasm copies the bytes, which turned index 1 into 1065353216.
+ */
+function asDtype(values: tf.BackendValues, dtype: tf.DataType): tf.BackendValues {
+  if (dtype === "int32" && !(values instanceof Int32Array)) return Int32Array.from(values as ArrayLike<number>);
+  if (dtype === "float32" && !(values instanceof Float32Array)) return Float32Array.from(values as ArrayLike<number>);
+  return values;
 }
 
 /**

@@ -5,7 +5,13 @@
  * wasm's Equal has no fast broadcasting path (255 ms for CBAM's global max pool over
  * [8,32,32,64]). Since `y - x >= 0` for a maximum (`x - y >= 0` for a minimum), and is exactly 0
  * where they are equal, the mask is `1 - step(y - x)`: a broadcast subtraction and unary ops,
- * which XNNPACK runs. Same mask for every finite input; ties all get the gradient, as in tfjs.
+ * which XNNPACK runs.
+ *
+ * Ties share the gradient: each of the k entries equal to the extremum gets dy / k, as in
+ * TensorFlow's `reduce_max` gradient and PyTorch's `amax`. tfjs-core gives each of them the whole
+ * dy, which is k times the change of the maximum along that gradient: a step of size e along -g
+ * lowers max(5, 5) by e dy, where g . g said 2 e dy^2 / dy (an SGD step on a max over a tie overshot
+ * by k). With dy / k, g . d is the one-sided derivative along d = -g.
  *
  * @module
  */
@@ -35,7 +41,9 @@ export function minMaxGrad(kind: "Max" | "Min"): tf.GradConfig {
         x: () => {
           const yk = tf.reshape(y, keep), dyk = tf.reshape(dy as Tensor, keep);
           const gap = kind === "Max" ? tf.sub(yk, x) : tf.sub(x, yk); // >= 0, 0 at the extremum
-          return tf.mul(dyk, tf.sub(1, tf.step(gap)));
+          const mask = tf.sub(1, tf.step(gap));
+          const ties = tf.sum(mask, axes, true); // >= 1: the extremum itself
+          return tf.mul(tf.div(dyk, ties), mask);
         },
       };
     },

@@ -7,11 +7,13 @@ import * as tf from "@tensorflow/tfjs-core";
 import { conv2dBackpropFilterKernel } from "./conv2d_backprop_filter.ts";
 import { conv2dBackpropInputKernel } from "./conv2d_backprop_input.ts";
 import { depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel } from "./depthwise_backprop.ts";
-import { registerCpuFallbacks } from "./cpu_fallback.ts";
+import { cpuFallbackKernel, registerCpuFallbacks } from "./cpu_fallback.ts";
 import { resizeBilinearGradCpuKernel, resizeBilinearGradWasmKernel } from "./resize_bilinear_grad.ts";
 import { wasmBatchMatMulKernel } from "./batch_matmul.ts";
 import { fusedBatchNormGrad } from "./batch_norm_grad.ts";
 import { minMaxGrad } from "./min_max_grad.ts";
+import { maxPoolGradWasmKernel } from "./max_pool_grad.ts";
+import { avgPoolGrad } from "./avg_pool_grad.ts";
 import type { KernelConfig } from "../../types.ts";
 
 /** What {@link registerTrainingKernels} did (kernel names per action). */
@@ -87,10 +89,13 @@ function override(config: KernelConfig, done: string[]): void {
  *   `DepthwiseConv2dNativeBackpropInput` as single forward convs, wasm's own
  *   `Conv2DBackpropInput` (a plain loop) replaced by one forward conv too, then a
  *   cpu fall-back for every other kernel the cpu backend has and wasm lacks
- *   (`UnsortedSegmentSum`, `Einsum`, ...; not complex64 ones).
+ *   (`UnsortedSegmentSum`, `Einsum`, ...; not complex64 ones), and `MaxPoolGrad` / `MaxPool3DGrad`
+ *   wrapped so that windows of non-positive values keep their gradient (see `max_pool_grad.ts`),
+ *   `MaxPool3D` and `MaxPoolWithArgmax` bridged to cpu (wasm's give 2^-126 for such windows).
  * - every backend: the `FusedBatchNorm` gradient replaced by one with a third of the full-size
  *   passes (tfjs-core's tiles the variance to the input's shape; see `batch_norm_grad.ts`), and
- *   the `Max` / `Min` gradients without a broadcast `equal` (see `min_max_grad.ts`).
+ *   the `Max` / `Min` gradients without a broadcast `equal` (see `min_max_grad.ts`), and the
+ *   `AvgPool` gradient made exact where windows overlap the padding (see `avg_pool_grad.ts`).
  * - cpu: `Conv2DBackpropFilter` (30-70x faster than the naive loop) and
  *   `DepthwiseConv2dNativeBackpropFilter` (3-5x) replaced by the same
  *   forward-conv versions; `ResizeBilinearGrad` replaced by a correct one
@@ -110,6 +115,7 @@ export function registerTrainingKernels(): TrainingKernelReport {
   replaceGradient("FusedBatchNorm", fusedBatchNormGrad);
   replaceGradient("Max", () => minMaxGrad("Max"));
   replaceGradient("Min", () => minMaxGrad("Min"));
+  replaceGradient("AvgPool", avgPoolGrad);
   override(conv2dBackpropFilterKernel("cpu"), report.cpuOverrides);
   override(depthwiseBackpropFilterKernel("cpu"), report.cpuOverrides);
   override(resizeBilinearGradCpuKernel(), report.cpuOverrides);
@@ -126,6 +132,14 @@ export function registerTrainingKernels(): TrainingKernelReport {
     addIfMissing(depthwiseBackpropFilterKernel("wasm"), report.wasm);
     addIfMissing(depthwiseBackpropInputKernel("wasm"), report.wasm);
     replaceWasm("BatchMatMul", wasmBatchMatMulKernel, report.wasm);
+    // wasm's own max-pool gradients drop the windows whose maximum is not positive (max_pool_grad.ts)
+    replaceWasm("MaxPoolGrad", maxPoolGradWasmKernel, report.wasm);
+    replaceWasm("MaxPool3DGrad", maxPoolGradWasmKernel, report.wasm);
+    // and MaxPool3D / MaxPoolWithArgmax (not XNNPACK's MaxPool) return 2^-126 for such windows: cpu's
+    for (const name of ["MaxPool3D", "MaxPoolWithArgmax"]) {
+      const cpu = tf.getKernel(name, "cpu");
+      if (cpu != null) replaceWasm(name, () => cpuFallbackKernel(cpu, "wasm"), report.wasm);
+    }
     // The XNNPACK-pooling reductions of reduce.ts (Sum/Mean/Max in place) are not registered: XNNPACK's
     // pooling loses NaN (a NaN input gave finite outputs in SK), and a NaN input must show in the output.
     const own = tf.getKernel(tf.Conv2DBackpropInput, "wasm");
