@@ -13,6 +13,7 @@ import type { AttentionEntry } from "../lib/modules/base.ts";
 import { captureAttention } from "../lib/capture.ts";
 import { fmtShape, setChecks } from "../lib/checks.ts";
 import { initBackend } from "../lib/runtime/backend.ts";
+import { withSeed } from "../lib/runtime/seed.ts";
 import { maxAbsDiff } from "./support/tensors.ts";
 
 /** Weights whose gradient is zero by construction (softmax shift invariance), by variable name. */
@@ -86,47 +87,49 @@ for (const entry of attentionEntries()) {
     layer.dispose();
   });
 
-  Deno.test(`${name}: trains (loss falls, every weight gets a gradient)`, () => {
-    const model = functionalModel(entry);
-    if (model.trainableWeights.length === 0) {
-      // weight-free ops (saliency) have nothing to train: say so rather than pass silently
-      console.log(`${name}: no trainable weights`);
+  // seeded weights and inputs: an unseeded draw of a steep example (RA-CNN's APN, |g| ~ 500) failed 1 run in 3
+  Deno.test(`${name}: trains (loss falls, every weight gets a gradient)`, () =>
+    withSeed(1, () => {
+      const model = functionalModel(entry);
+      if (model.trainableWeights.length === 0) {
+        // weight-free ops (saliency) have nothing to train: say so rather than pass silently
+        console.log(`${name}: no trainable weights`);
+        model.dispose();
+        return;
+      }
+      const xs = randomInputs(entry, 2);
+      const target = tf.tidy(() =>
+        tf.mul(tf.randomNormal((model.predict(feed(xs)) as tf.Tensor).shape, 0, 1, "float32", 3), 0.5)
+      );
+      const lossIn = (training: boolean) => () =>
+        tf.losses.meanSquaredError(target, model.apply(feed(xs), { training }) as tf.Tensor) as tf.Scalar;
+      const loss = lossIn(true);
+      const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+      // a weight must get a gradient in training or in inference: in training the bias of a layer followed
+      // by a batch-statistics BatchNorm (BAM's, as in PyTorch) has an exactly zero gradient
+      const modes = [tf.variableGrads(loss, vars), tf.variableGrads(lossIn(false), vars)];
+      for (const v of vars) {
+        const gs = modes.map((m) => m.grads[v.name]);
+        assert.ok(gs.every((g) => g), `no gradient for ${v.name}`);
+        // a bias added before a softmax over the positions it shifts equally (GC's mask conv) has an
+        // exactly zero gradient; it used to pass on rounding noise, and the sums now cancel exactly
+        if (ANALYTICALLY_ZERO.some((re) => re.test(v.name))) continue;
+        const norm = Math.max(...gs.map((g) => tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0])));
+        assert.ok(norm > 0 && Number.isFinite(norm), `zero or non-finite gradient for ${v.name}: ${norm}`);
+      }
+      tf.dispose(modes.flatMap((m) => [m.grads, m.value]));
+      const opt = tf.train.adam(0.01);
+      const losses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const l = opt.minimize(loss, true, vars)!;
+        losses.push(l.dataSync()[0]);
+        l.dispose();
+      }
+      assert.ok(losses[losses.length - 1] < losses[0], `loss did not fall: ${losses.join(", ")}`);
+      opt.dispose();
+      tf.dispose([xs, target]);
       model.dispose();
-      return;
-    }
-    const xs = randomInputs(entry, 2);
-    const target = tf.tidy(() =>
-      tf.mul(tf.randomNormal((model.predict(feed(xs)) as tf.Tensor).shape, 0, 1, "float32", 3), 0.5)
-    );
-    const lossIn = (training: boolean) => () =>
-      tf.losses.meanSquaredError(target, model.apply(feed(xs), { training }) as tf.Tensor) as tf.Scalar;
-    const loss = lossIn(true);
-    const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
-    // a weight must get a gradient in training or in inference: in training the bias of a layer followed
-    // by a batch-statistics BatchNorm (BAM's, as in PyTorch) has an exactly zero gradient
-    const modes = [tf.variableGrads(loss, vars), tf.variableGrads(lossIn(false), vars)];
-    for (const v of vars) {
-      const gs = modes.map((m) => m.grads[v.name]);
-      assert.ok(gs.every((g) => g), `no gradient for ${v.name}`);
-      // a bias added before a softmax over the positions it shifts equally (GC's mask conv) has an
-      // exactly zero gradient; it used to pass on rounding noise, and the sums now cancel exactly
-      if (ANALYTICALLY_ZERO.some((re) => re.test(v.name))) continue;
-      const norm = Math.max(...gs.map((g) => tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0])));
-      assert.ok(norm > 0 && Number.isFinite(norm), `zero or non-finite gradient for ${v.name}: ${norm}`);
-    }
-    tf.dispose(modes.flatMap((m) => [m.grads, m.value]));
-    const opt = tf.train.adam(0.01);
-    const losses: number[] = [];
-    for (let i = 0; i < 8; i++) {
-      const l = opt.minimize(loss, true, vars)!;
-      losses.push(l.dataSync()[0]);
-      l.dispose();
-    }
-    assert.ok(losses[losses.length - 1] < losses[0], `loss did not fall: ${losses.join(", ")}`);
-    opt.dispose();
-    tf.dispose([xs, target]);
-    model.dispose();
-  });
+    }));
 
   Deno.test(`${name}: bad input gets an Error naming the layer`, () => {
     const layer = create(entry);
