@@ -29,7 +29,7 @@ import { readSafetensorsFile, writeSafetensorsFile } from "../interop/safetensor
 import { toTensor } from "../interop/raw_tensor.ts";
 import { type ProgressBar, stdoutIsTerminal, terminalProgress } from "./progress.ts";
 import { type ShippedModelMeta, shippedModelsDir } from "./shipped.ts";
-import { cosineSchedule } from "./train.ts";
+import { cosineSchedule, softmaxCrossEntropy } from "./train.ts";
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor4D, Variable } from "../types.ts";
 
 /** Builds an RA-CNN with the same initial weights for the same seed (all parts built). */
@@ -177,7 +177,7 @@ export async function trainRacnn(
         if (phase === "scale1") {
           loss = minimizeScalar(opt, cls1, () => {
             const o = scale1(m, x);
-            return tf.losses.softmaxCrossEntropy(tf.oneHot(y, m.config.classes), o.logits) as Scalar;
+            return softmaxCrossEntropy(tf.cast(tf.oneHot(y, m.config.classes), "float32"), o.logits);
           });
         } else if (phase === "apnInit") {
           const f1 = tf.tidy(() => scale1(m, x).features);

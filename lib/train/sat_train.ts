@@ -79,7 +79,14 @@ export function satModel(options: SatModelOptions = {}): LayersModel {
     const image = tfl.input({ shape: [h, w, 1], name: "image" });
     const tokens = tfl.input({ shape: [t, SAT_VOCAB], name: "tokens" });
     const conv = (name: string, filters: number) =>
-      tfl.layers.conv2d({ name, filters, kernelSize: 3, padding: "same", activation: "relu" });
+      tfl.layers.conv2d({
+        name,
+        filters,
+        kernelSize: 3,
+        padding: "same",
+        activation: "relu",
+        kernelInitializer: "heNormal",
+      });
     let x = conv("enc_conv1", f1).apply(image) as SymbolicTensor;
     x = tfl.layers.maxPooling2d({ name: "enc_pool1", poolSize: 2 }).apply(x) as SymbolicTensor;
     x = conv("enc_conv2", f2).apply(x) as SymbolicTensor;
