@@ -126,7 +126,7 @@ if (a.save) {
   const dir = `${a.modelsDir}/sat_two_digits`;
   await model.save(fileIO(dir));
   const localisation: Record<string, { massInBox: number; pointing: number; mapSize: number[] }> = {};
-  const grid = (model.getLayer("features").outputShape as number[]).slice(1, 3);
+  const grid = (model.getLayer("coords").outputShape as number[]).slice(1, 3);
   e.steps.forEach((s, i) => localisation[`decoder step ${i + 1}`] = { ...s, mapSize: grid });
   for (const s of Object.values(localisation)) delete (s as { acc?: number }).acc;
   const meta = {
