@@ -26,6 +26,7 @@ import {
   racnnModel,
   saveRacnn,
   sliceMnist,
+  stdoutIsTerminal,
   trainRacnn,
 } from "../mod.ts";
 
@@ -94,6 +95,10 @@ const logs = await trainRacnn(model, trainSet, {
   learningRate: a.lr,
   apnLearningRate: a.apnLr,
   seed: a.seed,
+  // without a terminal (no bar): a line every 50 steps
+  onStep: (l) => {
+    if (!stdoutIsTerminal() && l.step % 50 === 0) console.error(`${l.phase} step ${l.step}: loss ${l.loss.toFixed(4)}`);
+  },
 });
 const trainSeconds = (performance.now() - t0) / 1000;
 const cpu = process.cpuUsage(cpu0);

@@ -26,6 +26,7 @@ import {
   multiDigitMnist,
   satModel,
   sliceMnist,
+  stdoutIsTerminal,
   trainSat,
 } from "../mod.ts";
 
@@ -99,6 +100,12 @@ const logs = await trainSat(
     lambda: a.lambda,
     seed: a.seed,
     progress: a.progress ? true : "auto",
+    // without a terminal (no bar): a line every 100 steps
+    onBatchEnd: (l) => {
+      if (!a.progress && !stdoutIsTerminal() && l.batch % 100 === 0) {
+        console.error(`epoch ${l.epoch + 1} step ${l.batch}: loss ${l.loss.toFixed(4)} acc ${l.acc.toFixed(3)}`);
+      }
+    },
   },
 );
 const trainSeconds = (performance.now() - t0) / 1000;

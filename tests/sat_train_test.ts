@@ -18,6 +18,7 @@ import {
   trainSat,
 } from "../lib/train/sat_train.ts";
 import { softmaxCrossEntropy } from "../lib/train/train.ts";
+import { CoordinateChannels } from "../lib/train/coordinate_channels.ts";
 import type { LayersModel } from "../lib/types.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
@@ -30,6 +31,23 @@ function tfLoss(model: LayersModel, xs: tf.Tensor, labels: Int32Array, ys: tf.Te
     return softmaxCrossEntropy(tf.pad(ys, [[0, 0], [0, 0], [0, 1]]), logits).dataSync()[0];
   });
 }
+
+Deno.test("sat: CoordinateChannels appends the column and row in [-1, 1] at the cell centres", () => {
+  const x = tf.ones([2, 3, 4, 5]);
+  const n0 = tf.memory().numTensors;
+  const y = new CoordinateChannels().apply(x) as tf.Tensor;
+  assert.deepEqual(y.shape, [2, 3, 4, 7]);
+  const v = y.arraySync() as number[][][][];
+  assert.deepEqual(v[1][2].map((c) => c[5]), [-0.75, -0.25, 0.25, 0.75]); // x of row 2
+  assert.deepEqual(
+    [0, 1, 2].map((r) => Number(v[0][r][3][6].toFixed(6))),
+    [-2 / 3, 0, 2 / 3].map((z) => Number(z.toFixed(6))),
+  );
+  assert.equal(v[0][0][0][0], 1);
+  y.dispose();
+  assert.equal(tf.memory().numTensors, n0);
+  x.dispose();
+});
 
 Deno.test("sat: teacherTokens starts with the start token and shifts the labels by one", () => {
   const t = teacherTokens([3, 7, 1, 9], 2, 2);

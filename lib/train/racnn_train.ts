@@ -10,7 +10,8 @@
  * batch (a classification step, then a ranking step on the same batch) instead of per converged
  * phase, which a few-minute budget cannot afford.
  *
- * 1. `scale1`: CE of scale 1 only (cnn1, head1).
+ * 1. `scale1`: CE of scale 1 only (cnn1, head1); then scale 2 starts from a copy of scale 1's
+ *    weights (`shareInit`), as the paper starts every scale from the same pre-trained VGG.
  * 2. `apnInit`: the APN (only) regresses its square (tx, ty, tl) / side onto the square of half
  *    side `initHalfSide` centred on the peak of the channel-summed last feature map of scale 1.
  * 3. `alternate`: per batch, CE1 + CE2 on the CNNs and classifiers, then the ranking loss on the APN.
@@ -59,6 +60,8 @@ export interface RacnnTrainOptions {
   margin?: number;
   /** Half side of the APN's initial square, as a fraction of the image side. Default 0.25. */
   initHalfSide?: number;
+  /** Start scale 2 (CNN and classifier) from scale 1's weights after phase 1. Default true. */
+  shareInit?: boolean;
   /** Seed of the data order. Default 0. */
   seed?: number;
   /** Terminal progress bar: true, false or "auto". Default "auto". */
@@ -206,6 +209,11 @@ export async function trainRacnn(
       apnOpt.dispose();
     }
     start += count;
+    if (phase === "scale1" && (options.shareInit ?? true)) {
+      // as the paper starts every scale from the same pre-trained network
+      m.cnn2.setWeights(m.cnn1.getWeights());
+      m.head2.setWeights(m.head1.getWeights());
+    }
     const k = Math.max(1, Math.floor(losses.length / 10));
     const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / Math.max(1, a.length);
     logs.push({
