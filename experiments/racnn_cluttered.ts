@@ -5,7 +5,7 @@
  * Training follows `trainRacnn` (lib/train/racnn_train.ts): scale 1 alone, the APN initialised on
  * the peak response of scale 1, then per batch a classification step and a ranking step.
  *
- * `deno task experiment:racnn [--scale1 20000] [--apn-init 4000] [--alternate 20000] [--test 5000]
+ * `deno task experiment:racnn [--scale1 30000] [--apn-init 4000] [--alternate 20000] [--test 5000]
  * [--batch 64] [--lr 3e-3] [--apn-lr 1e-3] [--zoom 40] [--seed 1] [--save]`
  *
  * Prints the test error of scale 1, scale 2 and the fused prediction, how often the crop's centre
@@ -31,7 +31,7 @@ import {
 } from "../mod.ts";
 
 const a = {
-  scale1: 20000,
+  scale1: 30000,
   apnInit: 4000,
   alternate: 20000,
   test: 5000,

@@ -6,7 +6,7 @@
  * per-digit accuracy, and per step how often the attention's peak falls in the box of the digit
  * being read.
  *
- * `deno task experiment:sat [--train 30000] [--epochs 2] [--test 5000] [--batch 64] [--lr 3e-3]
+ * `deno task experiment:sat [--train 25000] [--epochs 2] [--test 5000] [--batch 64] [--lr 3e-3]
  * [--lambda 1] [--seed 1] [--save] [--progress]`
  *
  * Training pairs come from MNIST train digits 0..54,999, `--train` new pairs every epoch; the test
@@ -45,7 +45,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
-    train: 30000,
+    train: 25000,
     epochs: 2,
     test: 5000,
     batch: 64,
