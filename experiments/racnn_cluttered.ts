@@ -115,6 +115,7 @@ console.log(`test (${e.count} cluttered images from MNIST test, seed 12345):`);
 console.log(`  error: scale 1 ${pct(e.error1)} %, scale 2 ${pct(e.error2)} %, fused ${pct(e.errorFused)} %`);
 console.log(
   `  crop: centre in the digit's box ${pct(e.centreInBox)} %, IoU with the box ${e.iou.toFixed(3)}, ` +
+    `share of the digit's box inside the crop ${pct(e.coverage)} %, ` +
     `mean half side ${e.meanHalfSide.toFixed(1)} px`,
 );
 console.log(`train ${trainSeconds.toFixed(0)} s wall, ${trainCpuSeconds.toFixed(0)} s CPU`);
@@ -139,6 +140,7 @@ if (a.save) {
       errorFused: e.errorFused,
       centreInBox: e.centreInBox,
       iou: e.iou,
+      coverage: e.coverage,
       meanHalfSide: e.meanHalfSide,
     },
     params,

@@ -8,6 +8,7 @@ import { loadMnist } from "../lib/data/mnist.ts";
 import { clutteredMnist, mnistDigits } from "../lib/data/digits.ts";
 import { batches, disposeBatch } from "../lib/data/batches.ts";
 import {
+  boxCoverage,
   evaluateRacnn,
   loadRacnn,
   loadShippedRacnn,
@@ -25,6 +26,10 @@ Deno.test("racnn: squareIou of a square with a box, clipped to the image", () =>
   assert.equal(squareIou(10, 10, 5, { x0: 30, y0: 30, x1: 40, y1: 40 }, 60), 0);
   // square 0..10 x 0..10 clipped from -5..15; box 5..15 x 0..10: overlap 5x10 = 50, union 100 + 100 - 50
   assert.ok(Math.abs(squareIou(5, 5, 10, { x0: 5, y0: 0, x1: 15, y1: 10 }, 10) - 50 / 150) < 1e-12);
+  // coverage: the share of the box inside the square (not clipped to the image)
+  assert.equal(boxCoverage(10, 10, 5, { x0: 7, y0: 7, x1: 13, y1: 13 }), 1);
+  assert.equal(boxCoverage(10, 10, 5, { x0: 10, y0: 5, x1: 20, y1: 15 }), 0.5);
+  assert.equal(boxCoverage(10, 10, 5, { x0: 30, y0: 30, x1: 40, y1: 40 }), 0);
 });
 
 Deno.test("racnn: the three phases train (losses fall), no tensor leaks, weights round-trip", async () => {
@@ -95,6 +100,7 @@ Deno.test("racnn: the shipped model loads, beats chance by far and matches its m
   }
   assert.ok(Math.abs(e.centreInBox - m.centreInBox) < 0.08, `centre in box ${e.centreInBox} vs ${m.centreInBox}`);
   assert.ok(Math.abs(e.iou - m.iou) < 0.05, `IoU ${e.iou} vs ${m.iou}`);
+  assert.ok(e.coverage > 0.9, `share of the digit's box inside the crop ${e.coverage}`);
   await assert.rejects(() => loadShippedModel("racnn_cluttered"), /stored as safetensors/);
   model.dispose();
 });

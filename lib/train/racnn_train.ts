@@ -248,6 +248,8 @@ export interface RacnnEvaluation {
   centreInBox: number;
   /** Mean IoU of the crop square (clipped to the image) with the digit's box. */
   iou: number;
+  /** Mean share of the digit's box inside the crop (1: the whole digit is in the crop). */
+  coverage: number;
   /** Mean half side tl of the crops, in pixels. */
   meanHalfSide: number;
   /** Images scored. */
@@ -264,6 +266,14 @@ export function squareIou(tx: number, ty: number, tl: number, box: Box, s: numbe
   return union > 0 ? inter / union : 0;
 }
 
+/** Share of the box's area inside the square (tx, ty, tl). */
+export function boxCoverage(tx: number, ty: number, tl: number, box: Box): number {
+  const iw = Math.max(0, Math.min(tx + tl, box.x1) - Math.max(tx - tl, box.x0));
+  const ih = Math.max(0, Math.min(ty + tl, box.y1) - Math.max(ty - tl, box.y0));
+  const area = (box.x1 - box.x0) * (box.y1 - box.y0);
+  return area > 0 ? (iw * ih) / area : 0;
+}
+
 /**
  * Errors of scale 1, scale 2 and the fused prediction, and how well the crops find the digit.
  *
@@ -275,7 +285,7 @@ export function squareIou(tx: number, ty: number, tl: number, box: Box, s: numbe
  * ```
  */
 export function evaluateRacnn(m: RACNN, ds: DigitDataset, options: { batchSize?: number } = {}): RacnnEvaluation {
-  let w1 = 0, w2 = 0, wf = 0, inBox = 0, iou = 0, tlSum = 0, count = 0;
+  let w1 = 0, w2 = 0, wf = 0, inBox = 0, iou = 0, cover = 0, tlSum = 0, count = 0;
   const s = m.config.imageSize;
   for (const b of batches(ds, { batchSize: options.batchSize ?? 250 })) {
     const [p1, p2, pf, box] = tf.tidy(() => {
@@ -298,6 +308,7 @@ export function evaluateRacnn(m: RACNN, ds: DigitDataset, options: { batchSize?:
       const bx = b.boxes[i][0];
       if (tx >= bx.x0 && tx < bx.x1 && ty >= bx.y0 && ty < bx.y1) inBox++;
       iou += squareIou(tx, ty, tl, bx, s);
+      cover += boxCoverage(tx, ty, tl, bx);
       tlSum += tl;
     }
     count += n;
@@ -309,6 +320,7 @@ export function evaluateRacnn(m: RACNN, ds: DigitDataset, options: { batchSize?:
     errorFused: wf / count,
     centreInBox: inBox / count,
     iou: iou / count,
+    coverage: cover / count,
     meanHalfSide: tlSum / count,
     count,
   };
