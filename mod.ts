@@ -112,3 +112,6 @@ export * from "./lib/train/progress.ts";
 export * from "./lib/train/train.ts";
 export * from "./lib/train/shipped.ts";
 export * from "./lib/train/shipped_views.ts";
+export * from "./lib/train/coordinate_channels.ts";
+export * from "./lib/train/sat_train.ts";
+export * from "./lib/train/racnn_train.ts";

@@ -269,12 +269,16 @@ export interface RACNNConfig {
   channels: number;
   /** Classes. Default 10. */
   classes: number;
-  /** Filters of the two 3x3 conv layers of each scale's CNN. Default [16, 32]. */
-  filters: [number, number];
+  /** Filters of the 3x3 conv layers of each scale's CNN (each followed by ReLU and a 2x2 max pool). Default [16, 32]. */
+  filters: number[];
   /** Hidden width of the APN. Default 64. */
   apnHidden: number;
   /** Side of the zoomed second-scale input. Default `imageSize`. */
   zoomSize: number | null;
+  /** Smallest half side of the APN's square, as a fraction of the image side. Default 1/3 (the reference code). */
+  minHalfSide: number;
+  /** Global pooling of each scale's features before its classifier: "avg" (default) or "max". */
+  pool: "avg" | "max";
 }
 
 /** What {@link RACNN.forward} gives. */
@@ -293,7 +297,7 @@ export interface RACNNOutput {
 
 /**
  * A two-scale RA-CNN (Fu et al., CVPR 2017) for small images such as cluttered MNIST: scale 1 is a
- * small CNN (two conv-ReLU-maxpool blocks) with a linear classifier on its pooled features; its
+ * small CNN (conv-ReLU-maxpool blocks, two by default) with a linear classifier on its pooled features; its
  * APN picks a square that is zoomed to scale 2, another CNN + classifier. Losses: cross-entropy at
  * each scale plus the pairwise ranking loss; the paper alternates classifier and APN updates
  * ({@link RACNN.loss} with `phase`).
@@ -314,41 +318,54 @@ export class RACNN {
 
   /** Creates the layer: `config` holds its options (defaults fill the rest) and the layer arguments. */
   constructor(config: Partial<RACNNConfig> & { imageSize: number }) {
-    this.config = { channels: 1, classes: 10, filters: [16, 32], apnHidden: 64, zoomSize: null, ...config };
+    this.config = {
+      channels: 1,
+      classes: 10,
+      filters: [16, 32],
+      apnHidden: 64,
+      zoomSize: null,
+      minHalfSide: 1 / 3,
+      pool: "avg",
+      ...config,
+    };
     const c = this.config;
+    if (!(c.filters.length >= 1 && c.filters.every((f) => Number.isInteger(f) && f >= 1))) {
+      throw new Error(`RACNN: expected filters to be positive integers, got [${c.filters.join(", ")}]`);
+    }
+    // one conv 3x3 (same) + ReLU + 2x2 max pool block per entry of filters
     const cnn = (size: number) =>
       tfl.sequential({
-        layers: [
+        layers: c.filters.flatMap((filters, i) => [
           tfl.layers.conv2d({
-            inputShape: [size, size, c.channels],
-            filters: c.filters[0],
+            ...(i === 0 ? { inputShape: [size, size, c.channels] } : {}),
+            filters,
             kernelSize: 3,
             padding: "same",
             activation: "relu",
+            kernelInitializer: "heNormal", // ReLU layers: He init (Glorot's starts several times slower here)
           }),
           tfl.layers.maxPooling2d({ poolSize: 2 }),
-          tfl.layers.conv2d({ filters: c.filters[1], kernelSize: 3, padding: "same", activation: "relu" }),
-          tfl.layers.maxPooling2d({ poolSize: 2 }),
-        ],
+        ]),
       });
     const zoom = c.zoomSize ?? c.imageSize;
     this.cnn1 = cnn(c.imageSize);
     this.cnn2 = cnn(zoom);
     this.head1 = tfl.layers.dense({ units: c.classes });
     this.head2 = tfl.layers.dense({ units: c.classes });
-    this.apn = new AttentionProposalCrop({ hidden: c.apnHidden, outputSize: zoom });
+    this.apn = new AttentionProposalCrop({ hidden: c.apnHidden, outputSize: zoom, minHalfSide: c.minHalfSide });
   }
 
   /** Both scales on images [N, S, S, C]. Not tidied when called inside a tidy; the caller disposes. */
   forward(images: Tensor4D): RACNNOutput {
+    const pool = (f: Tensor) => this.config.pool === "max" ? tf.max(f, [1, 2]) : tf.mean(f, [1, 2]);
     return tf.tidy(() => {
       const f1 = this.cnn1.apply(images) as Tensor4D;
-      const logits1 = this.head1.apply(tf.mean(f1, [1, 2])) as Tensor2D;
+      const logits1 = this.head1.apply(pool(f1)) as Tensor2D;
       const r = this.apn.attend([f1, images]);
       if (isCapturing()) recordAttention(this.apn.name, r.maps);
       const zoomed = r.output as Tensor4D;
       const f2 = this.cnn2.apply(zoomed) as Tensor4D;
-      const logits2 = this.head2.apply(tf.mean(f2, [1, 2])) as Tensor2D;
+      const logits2 = this.head2.apply(pool(f2)) as Tensor2D;
       return { logits1, logits2, zoomed, mask: r.maps.region as Tensor4D, box: r.maps.box as Tensor2D };
     }) as unknown as RACNNOutput;
   }

@@ -37,6 +37,12 @@ export interface ShippedModelMeta {
   localisation: Record<string, { massInBox: number; pointing: number; mapSize: number[] }>;
   /** Backend it was trained on. */
   backend: string;
+  /** Weights format: "layers" (model.json + weights.bin, the default) or "safetensors" (a model built from its config). */
+  format?: "layers" | "safetensors";
+  /** The constructor config of a model stored as safetensors (e.g. an `RACNNConfig`). */
+  config?: Record<string, unknown>;
+  /** Further test metrics of the task (accuracy per scale, per step, ...). */
+  metrics?: Record<string, number>;
 }
 
 /** The folder of the shipped models (`data/models/` of this repository). */
@@ -85,6 +91,11 @@ export async function loadShippedModel(name: string): Promise<{ model: LayersMod
   } catch {
     const known = (await listShippedModels()).map((m) => m.name).join(", ") || "none";
     throw new Error(`loadShippedModel: no shipped model '${name}' in ${shippedModelsDir()} (shipped: ${known})`);
+  }
+  if (meta.format === "safetensors") {
+    throw new Error(
+      `loadShippedModel: '${name}' is stored as safetensors, not a Layers model (load it with its own loader)`,
+    );
   }
   return { model: await tfl.loadLayersModel(fileIO(dir)), meta };
 }

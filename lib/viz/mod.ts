@@ -41,3 +41,5 @@ export { figureDiv, figurePage, htmlTable, plotlyScriptTag, plotlySource } from 
 export type { PageSection } from "./html.ts";
 export { renderFigure, renderFigurePng } from "./raster.ts";
 export type { Raster, RenderOptions } from "./raster.ts";
+export { boxesFigure } from "./boxes.ts";
+export type { FigureBox } from "./boxes.ts";
