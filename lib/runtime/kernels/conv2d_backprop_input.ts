@@ -62,6 +62,18 @@ export function conv2dBackpropInputViaConv(
       ]);
       return (nchw ? tf.transpose(dx, [0, 3, 1, 2]) : dx) as Tensor4D;
     }
+    if (kh === 1 && kw === 1) {
+      // a strided 1x1 conv: the product at the output's resolution, then zeros between the rows and
+      // columns it touched (the zero-stuffed conv below spends sh*sw times the work on zeros)
+      let z: Tensor = tf.reshape(
+        tf.matMul(tf.reshape(dys, [-1, cout]), tf.reshape(filter, [cin, cout]), false, true),
+        [n, ho, 1, wo, 1, cin],
+      );
+      z = tf.reshape(tf.pad(z, [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]), [n, ho * sh, wo * sw, cin]);
+      // output (i, j) read input (i*sh - padTop, j*sw - padLeft)
+      const dx = windowAxis(windowAxis(z, 1, -padInfo.top, h), 2, -padInfo.left, w);
+      return (nchw ? tf.transpose(dx, [0, 3, 1, 2]) : dx) as Tensor4D;
+    }
     let d: Tensor = dys;
     if (sh > 1 || sw > 1) {
       d = tf.reshape(dys, [n, ho, 1, wo, 1, cout]);
