@@ -11,6 +11,7 @@ import { cpuBackend } from "./kernels/cpu_fallback.ts";
 import { registerTrainingKernels } from "./kernels/register.ts";
 import { containGradientErrors } from "./gradient_errors.ts";
 import { installLazyFusedConvGradients } from "./fused_conv_grad.ts";
+import { registerCheckedReductions } from "./kernels/reduce_checked.ts";
 import { registerStableDivGradient, registerZeroGradients } from "./gradients.ts";
 import { initThreadedWasm, MAX_WASM_THREADS } from "./wasm_threads.ts";
 
@@ -78,8 +79,8 @@ let currentInfo: BackendInfo | undefined;
  * Prints one line to stderr (unless `quiet`), e.g.
  * `attnkit: backend wasm (ATTNKIT_BACKEND unset; tfjs-node not installed; no WebGPU adapter)`,
  * and calls {@link registerTrainingKernels}, {@link containGradientErrors} and
- * {@link registerZeroGradients}, {@link registerStableDivGradient} and
- * {@link installLazyFusedConvGradients}.
+ * {@link registerZeroGradients}, {@link registerStableDivGradient},
+ * {@link installLazyFusedConvGradients} and {@link registerCheckedReductions}.
  *
  * @param options forced backend and/or quiet.
  * @returns the chosen backend and the reason.
@@ -171,6 +172,7 @@ async function choose(options: InitBackendOptions): Promise<BackendInfo> {
   registerZeroGradients();
   registerStableDivGradient();
   installLazyFusedConvGradients();
+  registerCheckedReductions();
   if (!options.quiet) {
     console.error(`attnkit: backend ${info.name} (${info.reason})`);
   }
