@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { wasmReduceKernel } from "./reduce.ts";
+import { wasmTransposeKernel } from "./transpose.ts";
 import type { KernelConfig } from "../../types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -53,7 +54,8 @@ export function checkedReduceKernel(kind: "Sum" | "Mean", original: KernelConfig
 }
 
 /**
- * Replace wasm's `Sum` and `Mean` by {@link checkedReduceKernel}s, once (no-op without wasm).
+ * Replace wasm's `Sum` and `Mean` by {@link checkedReduceKernel}s and its `Transpose` by the
+ * rank-merging one of `transpose.ts`, once (no-op without wasm).
  *
  * @returns the kernel names replaced by this call.
  */
@@ -65,6 +67,14 @@ export function registerCheckedReductions(): string[] {
     tf.unregisterKernel(kind, "wasm");
     tf.registerKernel(checkedReduceKernel(kind, existing));
     done.push(kind);
+  }
+  const transpose = tf.getKernel("Transpose", "wasm");
+  if (transpose != null && !ours.has(transpose.kernelFunc)) {
+    const merged = wasmTransposeKernel(transpose);
+    ours.add(merged.kernelFunc);
+    tf.unregisterKernel("Transpose", "wasm");
+    tf.registerKernel(merged);
+    done.push("Transpose");
   }
   return done;
 }
