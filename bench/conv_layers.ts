@@ -112,9 +112,9 @@ for (const row of torch.rows) {
       (mine[1] / theirs[1]).toFixed(1)
     }x)`;
   lines.push(
-    `| ${row.label} at ${h}x${h} (x${row.count}) | ${cell(forward, row.forward)} | ${
-      cell(forwardNew, row.forward)
-    } | ${cell(input, row.backpropInput)} | ${cell(filter, row.backpropFilter)} |`,
+    `| ${row.label} at ${h}x${h} (x${row.count}) | ${cell(forward, row.forward)} | ${cell(forwardNew, row.forward)} | ${
+      cell(input, row.backpropInput)
+    } | ${cell(filter, row.backpropFilter)} |`,
   );
   totals.attnkit += row.count * (forwardNew[1] + input[1] + filter[1]);
   totals.torch += row.count * (row.forward[1] + row.backpropInput[1] + row.backpropFilter[1]);
