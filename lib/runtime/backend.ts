@@ -11,7 +11,7 @@ import { cpuBackend } from "./kernels/cpu_fallback.ts";
 import { registerTrainingKernels } from "./kernels/register.ts";
 import { containGradientErrors } from "./gradient_errors.ts";
 import { installLazyFusedConvGradients } from "./fused_conv_grad.ts";
-import { registerCheckedReductions } from "./kernels/reduce_checked.ts";
+import { registerMergedTranspose } from "./kernels/transpose.ts";
 import { registerStableDivGradient, registerZeroGradients } from "./gradients.ts";
 import { initThreadedWasm, MAX_WASM_THREADS } from "./wasm_threads.ts";
 
@@ -80,7 +80,7 @@ let currentInfo: BackendInfo | undefined;
  * `attnkit: backend wasm (ATTNKIT_BACKEND unset; tfjs-node not installed; no WebGPU adapter)`,
  * and calls {@link registerTrainingKernels}, {@link containGradientErrors} and
  * {@link registerZeroGradients}, {@link registerStableDivGradient},
- * {@link installLazyFusedConvGradients} and {@link registerCheckedReductions}.
+ * {@link installLazyFusedConvGradients} and {@link registerMergedTranspose}.
  *
  * @param options forced backend and/or quiet.
  * @returns the chosen backend and the reason.
@@ -172,7 +172,7 @@ async function choose(options: InitBackendOptions): Promise<BackendInfo> {
   registerZeroGradients();
   registerStableDivGradient();
   installLazyFusedConvGradients();
-  registerCheckedReductions();
+  registerMergedTranspose();
   if (!options.quiet) {
     console.error(`attnkit: backend ${info.name} (${info.reason})`);
   }

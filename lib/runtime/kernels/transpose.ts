@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs-core";
+import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
 
 /**
@@ -60,4 +60,21 @@ export function wasmTransposeKernel(original: KernelConfig): KernelConfig {
       return { ...out, shape: perm.map((a) => x.shape[a]) };
     },
   };
+}
+
+const ours = new WeakSet<tf.KernelFunc>();
+
+/**
+ * Replace wasm's `Transpose` by {@link wasmTransposeKernel}, once (no-op without wasm).
+ *
+ * @returns whether this call replaced it.
+ */
+export function registerMergedTranspose(): boolean {
+  const existing = tf.getKernel("Transpose", "wasm");
+  if (existing == null || ours.has(existing.kernelFunc)) return false;
+  const merged = wasmTransposeKernel(existing);
+  ours.add(merged.kernelFunc);
+  tf.unregisterKernel("Transpose", "wasm");
+  tf.registerKernel(merged);
+  return true;
 }
