@@ -162,7 +162,9 @@ const loadStart = loadavg();
 const header =
   `attnkit ${backend.name}${backend.threads ? ` (${backend.threads} thread${backend.threads > 1 ? "s" : ""})` : ""}` +
   ` vs PyTorch ${hello.torch} (${hello.threads} threads) on ${cpuModel}, ${cores} cores; ` +
-  `load average at start ${loadStart}; ${rounds} rounds x ${reps} reps, medians`;
+  `load average at start ${loadStart}; ${rounds} rounds x ${reps} reps, medians; ${
+    new Date().toISOString().slice(0, 10)
+  }`;
 console.log(header);
 
 const rows: Row[] = [];

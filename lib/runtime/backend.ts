@@ -10,6 +10,8 @@ import "@tensorflow/tfjs-backend-cpu";
 import { cpuBackend } from "./kernels/cpu_fallback.ts";
 import { registerTrainingKernels } from "./kernels/register.ts";
 import { containGradientErrors } from "./gradient_errors.ts";
+import { installLazyFusedConvGradients } from "./fused_conv_grad.ts";
+import { registerMergedTranspose } from "./kernels/transpose.ts";
 import { registerStableDivGradient, registerZeroGradients } from "./gradients.ts";
 import { initThreadedWasm, MAX_WASM_THREADS } from "./wasm_threads.ts";
 
@@ -77,7 +79,8 @@ let currentInfo: BackendInfo | undefined;
  * Prints one line to stderr (unless `quiet`), e.g.
  * `attnkit: backend wasm (ATTNKIT_BACKEND unset; tfjs-node not installed; no WebGPU adapter)`,
  * and calls {@link registerTrainingKernels}, {@link containGradientErrors} and
- * {@link registerZeroGradients} and {@link registerStableDivGradient}.
+ * {@link registerZeroGradients}, {@link registerStableDivGradient},
+ * {@link installLazyFusedConvGradients} and {@link registerMergedTranspose}.
  *
  * @param options forced backend and/or quiet.
  * @returns the chosen backend and the reason.
@@ -168,6 +171,8 @@ async function choose(options: InitBackendOptions): Promise<BackendInfo> {
   containGradientErrors();
   registerZeroGradients();
   registerStableDivGradient();
+  installLazyFusedConvGradients();
+  registerMergedTranspose();
   if (!options.quiet) {
     console.error(`attnkit: backend ${info.name} (${info.reason})`);
   }
