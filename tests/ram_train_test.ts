@@ -244,3 +244,14 @@ Deno.test("glimpsePathFigure: row 0 at the top, centres and squares where the re
   const p = glimpseSensorHost({ data: x, shape: [1, 40, 50, 1] }, [-0.9, -0.9], { size: 6, scales: 1, scaleFactor: 2 });
   assert.equal(p[1 * 6 + 1], 1); // pixel (0, 0) is patch cell (1, 1): the patch starts at (-1, -1)
 });
+
+Deno.test("shipped RAM: listed only with { all: true }; loadShippedModel points to loadShippedRam", async () => {
+  const { listShippedModels, loadShippedModel } = await import("../lib/train/shipped.ts");
+  assert.ok(!(await listShippedModels()).some((m) => m.name === "ram_translated"));
+  const all = await listShippedModels({ all: true });
+  assert.equal(all.find((m) => m.name === "ram_translated")?.format, "ram-safetensors");
+  await assert.rejects(
+    () => loadShippedModel("ram_translated"),
+    /'ram_translated' is not a LayersModel .*loadShippedRam/,
+  );
+});

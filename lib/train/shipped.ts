@@ -37,6 +37,8 @@ export interface ShippedModelMeta {
   localisation: Record<string, { massInBox: number; pointing: number; mapSize: number[] }>;
   /** Backend it was trained on. */
   backend: string;
+  /** Weights format: absent or "fileIO" for the LayersModels {@link loadShippedModel} loads; others have their own loader (RAM: "ram-safetensors", `loadShippedRam`). */
+  format?: string;
 }
 
 /** The folder of the shipped models (`data/models/` of this repository). */
@@ -44,8 +46,11 @@ export function shippedModelsDir(): string {
   return decodeURIComponent(new URL("../../data/models/", import.meta.url).pathname);
 }
 
-/** The shipped models' metadata, by folder name order. */
-export async function listShippedModels(): Promise<ShippedModelMeta[]> {
+/**
+ * The shipped models' metadata, by folder name order: the LayersModels that {@link loadShippedModel}
+ * loads, or with `all` every folder with a `meta.json` (RAM's too, whose `format` names its loader).
+ */
+export async function listShippedModels(options: { all?: boolean } = {}): Promise<ShippedModelMeta[]> {
   const out: ShippedModelMeta[] = [];
   const dir = shippedModelsDir();
   const names: string[] = [];
@@ -56,7 +61,8 @@ export async function listShippedModels(): Promise<ShippedModelMeta[]> {
   }
   for (const name of names.sort()) {
     try {
-      out.push(JSON.parse(await Deno.readTextFile(`${dir}${name}/meta.json`)));
+      const meta = JSON.parse(await Deno.readTextFile(`${dir}${name}/meta.json`)) as ShippedModelMeta;
+      if (options.all || meta.format === undefined || meta.format === "fileIO") out.push(meta);
     } catch {
       // a folder without meta.json is not a shipped model
     }
@@ -85,6 +91,11 @@ export async function loadShippedModel(name: string): Promise<{ model: LayersMod
   } catch {
     const known = (await listShippedModels()).map((m) => m.name).join(", ") || "none";
     throw new Error(`loadShippedModel: no shipped model '${name}' in ${shippedModelsDir()} (shipped: ${known})`);
+  }
+  if (meta.format !== undefined && meta.format !== "fileIO") {
+    throw new Error(
+      `loadShippedModel: '${name}' is not a LayersModel (format ${meta.format}; RAM models load with loadShippedRam)`,
+    );
   }
   return { model: await tfl.loadLayersModel(fileIO(dir)), meta };
 }

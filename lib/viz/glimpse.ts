@@ -88,7 +88,7 @@ export function glimpsePathFigure(
     y: ys,
     text,
     textposition: "top right",
-    textfont: { color: "white", size: 13 },
+    textfont: { color: "yellow", size: 13 },
     marker: { color: colors, size: 9, line: { color: "black", width: 1 } },
     line: { color: "white", width: 1 },
     hovertemplate: "glimpse %{text}: col %{x}, row %{y}<extra></extra>",
@@ -100,9 +100,9 @@ export function glimpsePathFigure(
 }
 
 /**
- * The retina's patches: one row per glimpse, one panel per scale (each patch block-averaged to
- * g x g, row 0 at the top). `patches` [T][k] of g x g matrices (row-major rows), e.g. from
- * {@link glimpseSensorHost} at each glimpse location.
+ * The retina's patches: one column per glimpse, one row per scale (finest on top; each patch
+ * block-averaged to g x g, row 0 at the top). `patches` [T][k] of g x g matrices (row-major rows),
+ * e.g. from {@link glimpseSensorHost} at each glimpse location.
  */
 export function glimpsePatchesFigure(
   patches: number[][][][],
@@ -110,19 +110,18 @@ export function glimpsePatchesFigure(
 ): Figure {
   if (patches.length === 0) throw new Error("glimpsePatchesFigure: expected at least one glimpse");
   const k = patches[0].length;
-  const panels = patches.flatMap((row, t) =>
-    row.map((m, i) =>
-      heatmapFigure(m, {
-        title: `glimpse ${t + 1}, scale ${i + 1}`,
+  const panels = Array.from({ length: k }, (_, i) =>
+    patches.map((row, t) =>
+      heatmapFigure(row[i], {
+        title: `t${t + 1} s${i + 1}`,
         colorscale: "greys",
         zmin: 0,
         zmax: 1,
         showScale: false,
-        size: opts.panelSize ?? 90,
+        size: opts.panelSize ?? 80,
       })
-    )
-  );
-  return combineFigures(panels, { columns: k, title: opts.title });
+    )).flat();
+  return combineFigures(panels, { columns: patches.length, title: opts.title });
 }
 
 /** Grey pixels (0..255, or 0..1 when `unit`), `height * width` row-major, as an RGB image for the figure builders. */
