@@ -7,7 +7,7 @@
  * The rollout here ({@link ramRolloutHost}) computes the same model as {@link ramUnroll} with the
  * weights of a {@link RecurrentAttentionModel}, but takes the glimpses on the host
  * ({@link glimpseSensorHost}): sampled locations are constants, so the retina needs no gradient,
- * and on wasm the tensor retina and its backward pass were 80% of a training step. Two differences
+ * and on wasm the tensor retina and its backward pass were three quarters of a training step. Two differences
  * from `ramUnroll` in training (neither changes inference, tested equal with `sample: false`):
  * - the first location is the image centre (as `ramUnroll` at inference) instead of uniform: the
  *   policy then trains on the starts it sees at test time;

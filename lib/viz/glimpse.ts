@@ -34,8 +34,8 @@ export function glimpseCentrePixel(l: number, side: number): number {
 
 /**
  * An image with RAM's glimpse path: the centres of glimpses 1..T numbered in order and joined by a
- * line, and the square of every scale of every glimpse (the pixels the retina reads), coloured by
- * step. `locations` are (x, y) in [-1, 1] per glimpse ((-1, -1) the top-left corner, as the
+ * line, and the square of every scale of every glimpse (the pixels the retina reads, clipped to the
+ * image), coloured by step. `locations` are (x, y) in [-1, 1] per glimpse ((-1, -1) the top-left corner, as the
  * retina), e.g. one row of RAM's `locations` map [N, T, 2]. Pixel (r, c) is centred at x = c,
  * y = r, row 0 at the top.
  *
@@ -72,10 +72,11 @@ export function glimpsePathFigure(
         type: "rect",
         xref: "x",
         yref: "y",
-        x0: x0 - 0.5,
-        x1: x0 + side - 0.5,
-        y0: y0 - 0.5,
-        y1: y0 + side - 0.5,
+        // clipped to the image: outside it the retina reads zero padding
+        x0: Math.max(-0.5, x0 - 0.5),
+        x1: Math.min(w - 0.5, x0 + side - 0.5),
+        y0: Math.max(-0.5, y0 - 0.5),
+        y1: Math.min(h - 0.5, y0 + side - 0.5),
         line: { color, width: i === 0 ? 2 : 1, dash: i === 0 ? "solid" : "dot" },
       });
       side = Math.floor(side * s);
