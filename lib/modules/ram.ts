@@ -420,8 +420,8 @@ export class RecurrentAttentionModel extends AttentionLayer<RAMConfig> {
     };
   }
 
-  /** Reads the variables into the op's weights. */
-  private ramWeights(): RAMWeights {
+  /** Reads the variables into the op's weights (for {@link ramUnroll} or a custom rollout; build the layer first). */
+  ramWeights(): RAMWeights {
     const d = (k: string): Dense => ({ kernel: this.v[`${k}K`].read(), bias: this.v[`${k}B`].read() });
     return {
       sensor: glimpseWeightsOf(this.v),

@@ -37,12 +37,21 @@ export interface ShippedModelMeta {
   localisation: Record<string, { massInBox: number; pointing: number; mapSize: number[] }>;
   /** Backend it was trained on. */
   backend: string;
-  /** Weights format: "layers" (model.json + weights.bin, the default) or "safetensors" (a model built from its config). */
-  format?: "layers" | "safetensors";
+  /**
+   * Weights format: absent, "fileIO" or "layers" for the LayersModels {@link loadShippedModel} loads (model.json +
+   * weights.bin, e.g. the Show-Attend-Tell reader); the others have their own loaders: "attnkit.RACNN"
+   * (`loadShippedRacnn`), "ram-safetensors" (`loadShippedRam`).
+   */
+  format?: string;
   /** The constructor config of a model stored as safetensors (e.g. an `RACNNConfig`). */
   config?: Record<string, unknown>;
   /** Further test metrics of the task (accuracy per scale, per step, ...). */
   metrics?: Record<string, number>;
+}
+
+/** True for the formats {@link loadShippedModel} loads: absent, "fileIO" or "layers". */
+function isLayersFormat(format: string | undefined): boolean {
+  return format === undefined || format === "fileIO" || format === "layers";
 }
 
 /** The folder of the shipped models (`data/models/` of this repository). */
@@ -50,8 +59,11 @@ export function shippedModelsDir(): string {
   return decodeURIComponent(new URL("../../data/models/", import.meta.url).pathname);
 }
 
-/** The shipped models' metadata, by folder name order. */
-export async function listShippedModels(): Promise<ShippedModelMeta[]> {
+/**
+ * The shipped models' metadata, by folder name order: the LayersModels that {@link loadShippedModel}
+ * loads, or with `all` every folder with a `meta.json` (RAM's too, whose `format` names its loader).
+ */
+export async function listShippedModels(options: { all?: boolean } = {}): Promise<ShippedModelMeta[]> {
   const out: ShippedModelMeta[] = [];
   const dir = shippedModelsDir();
   const names: string[] = [];
@@ -62,7 +74,8 @@ export async function listShippedModels(): Promise<ShippedModelMeta[]> {
   }
   for (const name of names.sort()) {
     try {
-      out.push(JSON.parse(await Deno.readTextFile(`${dir}${name}/meta.json`)));
+      const meta = JSON.parse(await Deno.readTextFile(`${dir}${name}/meta.json`)) as ShippedModelMeta;
+      if (options.all || isLayersFormat(meta.format)) out.push(meta);
     } catch {
       // a folder without meta.json is not a shipped model
     }
@@ -92,9 +105,9 @@ export async function loadShippedModel(name: string): Promise<{ model: LayersMod
     const known = (await listShippedModels()).map((m) => m.name).join(", ") || "none";
     throw new Error(`loadShippedModel: no shipped model '${name}' in ${shippedModelsDir()} (shipped: ${known})`);
   }
-  if (meta.format === "safetensors") {
+  if (!isLayersFormat(meta.format)) {
     throw new Error(
-      `loadShippedModel: '${name}' is stored as safetensors, not a Layers model (load it with its own loader)`,
+      `loadShippedModel: '${name}' is not a Layers model (format ${meta.format}): load it with its own loader (loadShippedRam, loadShippedRacnn)`,
     );
   }
   return { model: await tfl.loadLayersModel(fileIO(dir)), meta };

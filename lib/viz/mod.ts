@@ -40,6 +40,8 @@ export type { ImageInput, MapInput, Matrix, PickOptions, RgbImage } from "./data
 export { figureDiv, figurePage, htmlTable, plotlyScriptTag, plotlySource } from "./html.ts";
 export type { PageSection } from "./html.ts";
 export { renderFigure, renderFigurePng } from "./raster.ts";
+export { glimpseCentrePixel, glimpsePatchesFigure, glimpsePathFigure, greyToRgb } from "./glimpse.ts";
+export type { GlimpsePathOptions } from "./glimpse.ts";
 export type { Raster, RenderOptions } from "./raster.ts";
 export { boxesFigure } from "./boxes.ts";
 export type { FigureBox } from "./boxes.ts";

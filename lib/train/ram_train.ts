@@ -1,0 +1,458 @@
+/**
+ * Training RAM (Mnih, Heess, Graves, Kavukcuoglu, "Recurrent Models of Visual Attention", NeurIPS
+ * 2014) with its hybrid loss: the classification loss trains the glimpse, core and action networks
+ * by backpropagation; the location policy N(mu_t, std^2) learns by REINFORCE with the reward R = 1
+ * for a correct class after the last glimpse, minus a learned baseline b_t (its own MSE to R).
+ *
+ * The rollout here ({@link ramRolloutHost}) computes the same model as {@link ramUnroll} with the
+ * weights of a {@link RecurrentAttentionModel}, but takes the glimpses on the host
+ * ({@link glimpseSensorHost}): sampled locations are constants, so the retina needs no gradient,
+ * and on wasm the tensor retina and its backward pass were three quarters of a training step. Two differences
+ * from `ramUnroll` in training (neither changes inference, tested equal with `sample: false`):
+ * - the first location is the image centre (as `ramUnroll` at inference) instead of uniform: the
+ *   policy then trains on the starts it sees at test time;
+ * - the location chosen after the last glimpse is never used, so it is not sampled and gets no
+ *   REINFORCE term (in kevinzakka/recurrent-visual-attention it adds a term whose reward does not
+ *   depend on it: pure variance). logPi and baselines are [N, T-1].
+ *
+ * Also here: evaluation with deterministic locations (mu_t, as at inference), the share of glimpse
+ * centres inside the digit's box, and saving/loading the trained model (`weights.safetensors` in
+ * PyTorch's state_dict names, `meta.json` with the config).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { glimpseSensorHost, type HostImages } from "../ops/glimpse_host.ts";
+import { stopGradient } from "../ops/glimpse.ts";
+import { linear } from "../ops/common.ts";
+import { type Dense, gaussianLogProb, type RAMConfig, RecurrentAttentionModel, reinforceLoss } from "../modules/ram.ts";
+import { loadStateDict, stateDict } from "../interop/torch.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../interop/safetensors.ts";
+import { hashSeed, Rng } from "../data/rng.ts";
+import type { Box } from "../data/digits.ts";
+import { type ProgressBar, stdoutIsTerminal, terminalProgress } from "./progress.ts";
+import { type ShippedModelMeta, shippedModelsDir } from "./shipped.ts";
+import type { Scalar, Tensor, Tensor2D, Tensor4D } from "../types.ts";
+
+/** Options of {@link ramRolloutHost}. */
+export interface RamRolloutOptions {
+  /** Sample l_t ~ N(mu_t, std^2) (training) or take l_t = mu_t (inference). */
+  sample: boolean;
+  /** Standard deviation of the policy. Default: the model's `std`. */
+  std?: number;
+  /** Generator of the location noise (needed when sampling). */
+  rng?: Rng;
+}
+
+/** What {@link ramRolloutHost} gives. */
+export interface RamHostRollout {
+  /** Class log-probabilities [N, K]. */
+  logProbs: Tensor2D;
+  /** log pi(l_t | mu_t) of the sampled locations l_1 .. l_{T-1} [N, T-1] (zeros when not sampling). */
+  logPi: Tensor2D;
+  /** Baselines b_1 .. b_{T-1} [N, T-1], read from the core state that chose each location. */
+  baselines: Tensor2D;
+  /** Glimpse centres l_0 .. l_{T-1}, [N, T, 2] row-major, (x, y) in [-1, 1]. */
+  locations: Float32Array;
+}
+
+/** A standard normal draw (Box-Muller). */
+function normal(rng: Rng): number {
+  const u = 1 - rng.next();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+}
+
+/** Host images from an NHWC tensor (a copy of its values). */
+export function hostImages(x: Tensor4D): HostImages {
+  return { data: x.dataSync() as Float32Array, shape: x.shape as [number, number, number, number] };
+}
+
+/**
+ * One RAM rollout of `model` on host images [N, H, W, C], glimpses taken on the host. Not tidied:
+ * call inside `tf.tidy` or an optimizer's `minimize`. The first glimpse is at the centre.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { RecurrentAttentionModel } from "../modules/ram.ts";
+ * import { ramRolloutHost } from "./ram_train.ts";
+ * const ram = new RecurrentAttentionModel({ glimpseSize: 6, scales: 2, glimpses: 3, hidden: 32, hG: 16, hL: 16 });
+ * ram.apply(tf.zeros([1, 28, 28, 1]));
+ * const img = { data: new Float32Array(2 * 28 * 28), shape: [2, 28, 28, 1] as [number, number, number, number] };
+ * const locs = tf.tidy(() => ramRolloutHost(ram, img, { sample: false }).locations); // [2, 3, 2]
+ * ```
+ */
+export function ramRolloutHost(
+  model: RecurrentAttentionModel,
+  images: HostImages,
+  o: RamRolloutOptions,
+): RamHostRollout {
+  const c = model.config;
+  const [n, , , ch] = images.shape;
+  if (!model.built) model.build([n, images.shape[1], images.shape[2], ch]);
+  const std = o.std ?? c.std;
+  if (o.sample && !o.rng) throw new Error(`${model.name}: ramRolloutHost needs an rng to sample locations`);
+  const w = model.ramWeights();
+  const dense = (x: Tensor, d: Dense) => linear(x, d.kernel, d.bias);
+  const geometry = { size: c.glimpseSize, scales: c.scales, scaleFactor: c.scaleFactor };
+  const T = c.glimpses;
+  const locations = new Float32Array(n * T * 2);
+  let l = new Float32Array(n * 2); // l_0: the centre
+  let h: Tensor = tf.zeros([n, c.hidden]);
+  const logPi: Tensor[] = [];
+  const bases: Tensor[] = [];
+  for (let t = 0; t < T; t++) {
+    for (let b = 0; b < n; b++) {
+      locations[(b * T + t) * 2] = l[2 * b];
+      locations[(b * T + t) * 2 + 1] = l[2 * b + 1];
+    }
+    const phi = tf.tensor2d(glimpseSensorHost(images, l, geometry, "torch"), [n, c.scales * ch * c.glimpseSize ** 2]);
+    const where = dense(tf.relu(dense(tf.tensor2d(l, [n, 2]), w.sensor.fc2)), w.sensor.fc4);
+    const g = tf.relu(tf.add(dense(tf.relu(dense(phi, w.sensor.fc1)), w.sensor.fc3), where));
+    h = tf.relu(tf.add(dense(g, w.i2h), dense(h, w.h2h)));
+    if (t === T - 1) break; // the location after the last glimpse is never used
+    const hd = stopGradient(h);
+    const mu = tf.tanh(dense(tf.relu(dense(hd, w.locFc)), w.locOut));
+    const m = mu.dataSync();
+    const next = new Float32Array(n * 2);
+    if (o.sample) {
+      const raw = new Float32Array(n * 2);
+      for (let i = 0; i < n * 2; i++) raw[i] = m[i] + std * normal(o.rng!);
+      logPi.push(gaussianLogProb(tf.tensor2d(raw, [n, 2]), mu, std));
+      for (let i = 0; i < n * 2; i++) next[i] = Math.min(1, Math.max(-1, raw[i]));
+    } else {
+      next.set(m);
+      logPi.push(tf.zeros([n]));
+    }
+    bases.push(tf.reshape(dense(hd, w.baseline), [n]));
+    l = next;
+  }
+  const stackOrEmpty = (xs: Tensor[]) => (xs.length ? tf.stack(xs, 1) : tf.zeros([n, 0])) as Tensor2D;
+  return {
+    logProbs: tf.logSoftmax(dense(h, w.classifier)) as Tensor2D,
+    logPi: stackOrEmpty(logPi),
+    baselines: stackOrEmpty(bases),
+    locations,
+  };
+}
+
+/** The hybrid loss's parts (scalars) and the batch's hits. */
+export interface RamLossParts {
+  /** action + baseline + reinforceWeight * reinforce. */
+  loss: Scalar;
+  /** NLL of the true class. */
+  action: Scalar;
+  /** MSE of the baselines to the reward. */
+  baseline: Scalar;
+  /** REINFORCE term (mean over the batch of sum_t -log pi_t (R - b_t)). */
+  reinforce: Scalar;
+  /** Correct classifications of the batch (the reward R, host copy). */
+  hits: Float32Array;
+}
+
+/** RAM's hybrid loss of a rollout and labels [N] (not tidied: call inside `minimize` or a tidy). */
+export function ramHybridLoss(r: RamHostRollout, labels: Int32Array, reinforceWeight = 1): RamLossParts {
+  const [n, k] = r.logProbs.shape;
+  const lp = r.logProbs.dataSync();
+  const hits = new Float32Array(n);
+  for (let b = 0; b < n; b++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (lp[b * k + j] > lp[b * k + best]) best = j;
+    hits[b] = best === labels[b] ? 1 : 0;
+  }
+  const reward = tf.tensor1d(hits);
+  const action = tf.neg(tf.mean(tf.sum(tf.mul(r.logProbs, tf.oneHot(tf.tensor1d(labels, "int32"), k)), 1))) as Scalar;
+  const baseline =
+    (r.baselines.shape[1] ? tf.mean(tf.square(tf.sub(r.baselines, tf.expandDims(reward, 1)))) : tf.scalar(0)) as Scalar;
+  const reinforce = (r.logPi.shape[1] ? reinforceLoss(r.logPi, reward, r.baselines) : tf.scalar(0)) as Scalar;
+  const loss = tf.addN([action, baseline, tf.mul(reinforce, reinforceWeight)]) as Scalar;
+  return { loss, action, baseline, reinforce, hits };
+}
+
+/** A training batch: images [B, H, W, C] in [0, 1] and labels (a {@link Batch} of `batches()` fits). The loop disposes `xs` (and `ys` when present). */
+export interface RamBatch {
+  /** Images. */
+  xs: Tensor4D;
+  /** Labels [B]. */
+  labels: Int32Array;
+  /** One-hot targets, unused (disposed). */
+  ys?: Tensor;
+  /** Digit boxes per sample (for the glimpse-in-box rate). */
+  boxes?: Box[][];
+}
+
+/** One epoch of {@link trainRam}. */
+export interface RamEpochLog {
+  /** Epoch, 0-based. */
+  epoch: number;
+  /** Mean hybrid loss. */
+  loss: number;
+  /** Mean classification NLL. */
+  action: number;
+  /** Training accuracy (sampled locations). */
+  acc: number;
+  /** Validation error (deterministic locations), when validation data is given. */
+  valError?: number;
+  /** Learning rate at the end of the epoch. */
+  lr: number;
+  /** Policy std at the end of the epoch. */
+  std: number;
+  /** Seconds of the epoch (with validation). */
+  seconds: number;
+}
+
+/** What {@link trainRam}'s `onBatchEnd` gets. */
+export interface RamBatchLog {
+  /** Epoch, 0-based. */
+  epoch: number;
+  /** Batch in the epoch, 0-based. */
+  batch: number;
+  /** Hybrid loss of the batch. */
+  loss: number;
+  /** Accuracy of the batch. */
+  acc: number;
+}
+
+/** Options of {@link trainRam}. */
+export interface RamTrainOptions {
+  /** Epochs. */
+  epochs: number;
+  /** Adam's learning rate, or a schedule of t = epoch + batch / batches. Default 1e-3. */
+  learningRate?: number | ((t: number) => number);
+  /** Policy std, or a schedule of t (a wider search early). Default: the model's `std`. */
+  std?: number | ((t: number) => number);
+  /** Weight of the REINFORCE term. Default 1. */
+  reinforceWeight?: number;
+  /** Seed of the location noise (per epoch and batch). Default 0. */
+  seed?: number;
+  /** Terminal progress bar: true, false or "auto" (stdout is a terminal). Default "auto". */
+  progress?: boolean | "auto";
+  /** Stop after this many steps in total (tests). */
+  maxSteps?: number;
+  /** Called after every batch. */
+  onBatchEnd?: (log: RamBatchLog) => void | Promise<void>;
+  /** Called after every epoch. */
+  onEpochEnd?: (log: RamEpochLog) => void | Promise<void>;
+}
+
+/** The data of {@link trainRam}. */
+export interface RamTrainData {
+  /** Batches of epoch `epoch` (0-based). */
+  train(epoch: number): Iterable<RamBatch>;
+  /** Batches per epoch (progress bar and schedules). */
+  trainBatches: number;
+  /** Validation batches, evaluated after every epoch with {@link evaluateRam}. */
+  validation?(): Iterable<RamBatch>;
+}
+
+const schedule = (v: number | ((t: number) => number) | undefined, fallback: number) =>
+  typeof v === "function" ? v : () => v ?? fallback;
+
+/**
+ * Trains a {@link RecurrentAttentionModel} with the hybrid loss (Adam). Returns the epoch logs.
+ *
+ * @example
+ * ```ts
+ * import { RecurrentAttentionModel } from "../modules/ram.ts";
+ * import { batches, numBatches } from "../data/batches.ts";
+ * import { translatedMnist } from "../data/digits.ts";
+ * import { loadMnist } from "../data/mnist.ts";
+ * import { trainRam } from "./ram_train.ts";
+ * const ds = translatedMnist(await loadMnist({ limit: 256 }), { size: 60, seed: 1 });
+ * const ram = new RecurrentAttentionModel({ glimpseSize: 12, scales: 3, glimpses: 4, hidden: 64, hG: 32, hL: 32 });
+ * const opts = { batchSize: 32, shuffle: true, seed: 1 };
+ * await trainRam(ram, { train: (e) => batches(ds, { ...opts, epoch: e }), trainBatches: numBatches(ds, opts) }, { epochs: 1 });
+ * ```
+ */
+export async function trainRam(
+  model: RecurrentAttentionModel,
+  data: RamTrainData,
+  options: RamTrainOptions,
+): Promise<RamEpochLog[]> {
+  const lr = schedule(options.learningRate, 1e-3);
+  const std = schedule(options.std, model.config.std);
+  const seed = options.seed ?? 0;
+  const optimizer = tf.train.adam(lr(0));
+  const showBar = options.progress === "auto" || options.progress === undefined ? stdoutIsTerminal() : options.progress;
+  const history: RamEpochLog[] = [];
+  let steps = 0;
+  try {
+    for (let epoch = 0; epoch < options.epochs; epoch++) {
+      const start = performance.now();
+      const bar: ProgressBar | null = showBar ? terminalProgress() : null;
+      let lossSum = 0, actionSum = 0, hitSum = 0, seen = 0, batch = 0;
+      bar?.start(data.trainBatches, { epoch: epoch + 1, epochs: options.epochs, loss: NaN, acc: NaN });
+      for (const b of data.train(epoch)) {
+        const t = epoch + batch / data.trainBatches;
+        (optimizer as unknown as { learningRate: number }).learningRate = lr(t);
+        const rng = new Rng(hashSeed(seed, epoch, batch));
+        const images = hostImages(b.xs);
+        tf.dispose([b.xs, b.ys]);
+        let parts: { loss: number; action: number; hits: number } = { loss: 0, action: 0, hits: 0 };
+        optimizer.minimize(() => {
+          const r = ramRolloutHost(model, images, { sample: true, std: std(t), rng });
+          const p = ramHybridLoss(r, b.labels, options.reinforceWeight ?? 1);
+          parts = {
+            loss: p.loss.dataSync()[0],
+            action: p.action.dataSync()[0],
+            hits: p.hits.reduce((a, x) => a + x, 0),
+          };
+          return p.loss;
+        });
+        const m = b.labels.length;
+        lossSum += parts.loss * m;
+        actionSum += parts.action * m;
+        hitSum += parts.hits;
+        seen += m;
+        steps++;
+        bar?.update(batch + 1, { epoch: epoch + 1, epochs: options.epochs, loss: lossSum / seen, acc: hitSum / seen });
+        await options.onBatchEnd?.({ epoch, batch, loss: parts.loss, acc: parts.hits / m });
+        batch++;
+        if (options.maxSteps !== undefined && steps >= options.maxSteps) break;
+      }
+      const log: RamEpochLog = {
+        epoch,
+        loss: lossSum / Math.max(1, seen),
+        action: actionSum / Math.max(1, seen),
+        acc: hitSum / Math.max(1, seen),
+        lr: lr(epoch + 1),
+        std: std(epoch + 1),
+        seconds: 0,
+      };
+      if (data.validation) log.valError = evaluateRam(model, data.validation()).error;
+      log.seconds = (performance.now() - start) / 1000;
+      bar?.stop(
+        log.valError !== undefined ? `  validation error ${(100 * log.valError).toFixed(2)}%` : undefined,
+      );
+      history.push(log);
+      await options.onEpochEnd?.(log);
+      if (options.maxSteps !== undefined && steps >= options.maxSteps) break;
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return history;
+}
+
+/** What {@link evaluateRam} gives. */
+export interface RamEvaluation {
+  /** Images evaluated. */
+  n: number;
+  /** Classification error (0..1), deterministic locations. */
+  error: number;
+  /** Mean NLL of the true class. */
+  loss: number;
+  /** Share of all glimpse centres inside the digit's box (NaN without boxes). */
+  glimpseInBox: number;
+  /** The same per glimpse t = 0 .. T-1. */
+  glimpseInBoxPerStep: number[];
+}
+
+/** Whether the centre pixel of location (x, y) on an h x w image lies in the box (the retina's centre pixel). */
+export function locationInBox(x: number, y: number, box: Box, h: number, w: number): boolean {
+  const cx = Math.floor(((x + 1) * w) / 2);
+  const cy = Math.floor(((y + 1) * h) / 2);
+  return cx >= box.x0 && cx < box.x1 && cy >= box.y0 && cy < box.y1;
+}
+
+/**
+ * Evaluates RAM with deterministic locations (l_0 the centre, l_t = mu_t, as at inference) on
+ * batches; disposes them.
+ */
+export function evaluateRam(model: RecurrentAttentionModel, data: Iterable<RamBatch>): RamEvaluation {
+  const T = model.config.glimpses;
+  let n = 0, wrong = 0, nll = 0, boxed = 0;
+  const inBox = new Array(T).fill(0);
+  for (const b of data) {
+    const images = hostImages(b.xs);
+    tf.dispose([b.xs, b.ys]);
+    const [m, h, w] = images.shape;
+    const { lp, locations, k } = tf.tidy(() => {
+      const r = ramRolloutHost(model, images, { sample: false });
+      return { lp: r.logProbs.dataSync(), locations: r.locations, k: r.logProbs.shape[1] };
+    });
+    for (let i = 0; i < m; i++) {
+      let best = 0;
+      for (let j = 1; j < k; j++) if (lp[i * k + j] > lp[i * k + best]) best = j;
+      if (best !== b.labels[i]) wrong++;
+      nll -= lp[i * k + b.labels[i]];
+      const box = b.boxes?.[i]?.[0];
+      if (box) {
+        boxed++;
+        for (let t = 0; t < T; t++) {
+          if (locationInBox(locations[(i * T + t) * 2], locations[(i * T + t) * 2 + 1], box, h, w)) inBox[t]++;
+        }
+      }
+    }
+    n += m;
+  }
+  const sum = inBox.reduce((a, x) => a + x, 0);
+  return {
+    n,
+    error: wrong / Math.max(1, n),
+    loss: nll / Math.max(1, n),
+    glimpseInBox: boxed ? sum / (boxed * T) : NaN,
+    glimpseInBoxPerStep: inBox.map((x) => (boxed ? x / boxed : NaN)),
+  };
+}
+
+/** `meta.json` of a shipped RAM: {@link ShippedModelMeta} plus the format, config and input shape. */
+export interface RamShippedMeta extends ShippedModelMeta {
+  /** "ram-safetensors": `weights.safetensors` holds the PyTorch state_dict (kevinzakka's names). */
+  format: "ram-safetensors";
+  /** The {@link RecurrentAttentionModel} config. */
+  config: RAMConfig;
+  /** Input [H, W, C]. */
+  inputShape: [number, number, number];
+  /** Share of the test glimpse centres inside the digit's box (deterministic locations). */
+  glimpseInBox?: number;
+  /** The same per glimpse t = 0 .. T-1. */
+  glimpseInBoxPerStep?: number[];
+  /** Per-epoch training log. */
+  history?: { epoch: number; loss: number; acc: number; valError: number | null }[];
+}
+
+/** Writes `weights.safetensors` (PyTorch names and layouts) and `meta.json` to `dir`. */
+export async function saveRam(model: RecurrentAttentionModel, dir: string, meta: RamShippedMeta): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const sd = stateDict(model);
+  try {
+    await writeSafetensorsFile(`${dir}/weights.safetensors`, sd);
+  } finally {
+    tf.dispose(Object.values(sd));
+  }
+  await Deno.writeTextFile(`${dir}/meta.json`, JSON.stringify(meta, null, 2) + "\n");
+}
+
+/** Loads a RAM saved by {@link saveRam} from `dir`. */
+export async function loadRam(dir: string): Promise<{ model: RecurrentAttentionModel; meta: RamShippedMeta }> {
+  const meta = JSON.parse(await Deno.readTextFile(`${dir}/meta.json`)) as RamShippedMeta;
+  if (meta.format !== "ram-safetensors") {
+    throw new Error(
+      `loadRam: expected meta.json format "ram-safetensors" in ${dir}, got ${JSON.stringify(meta.format)}`,
+    );
+  }
+  const model = new RecurrentAttentionModel({ ...meta.config, name: meta.name });
+  tf.tidy(() => void model.apply(tf.zeros([1, ...meta.inputShape]))); // builds it (and lets dispose() work)
+  const file = await readSafetensorsFile(`${dir}/weights.safetensors`);
+  loadStateDict(model, file.tensors, { strict: true });
+  return { model, meta };
+}
+
+/**
+ * Loads the shipped RAM trained on 60x60 translated MNIST (`data/models/ram_translated/`, made by
+ * `deno task experiment:ram --save`): images [N, 60, 60, 1] in [0, 1]; `model.apply(x)` gives class
+ * log-probabilities [N, 10] and, under `captureAttention`, the glimpse `locations` [N, T, 2].
+ *
+ * @example
+ * ```ts
+ * import { loadShippedRam } from "./ram_train.ts";
+ * const { model, meta } = await loadShippedRam();
+ * console.log(meta.testError, meta.config.glimpses);
+ * ```
+ */
+export function loadShippedRam(
+  name = "ram_translated",
+): Promise<{ model: RecurrentAttentionModel; meta: RamShippedMeta }> {
+  return loadRam(`${shippedModelsDir()}${name}`);
+}
