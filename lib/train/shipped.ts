@@ -44,7 +44,7 @@ export interface ShippedModelMeta {
    */
   format?: string;
   /** The constructor config of a model stored as safetensors (e.g. an `RACNNConfig`). */
-  config?: Record<string, unknown>;
+  config?: object;
   /** Further test metrics of the task (accuracy per scale, per step, ...). */
   metrics?: Record<string, number>;
 }
