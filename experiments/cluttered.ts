@@ -3,9 +3,12 @@
  * (4 clutter patches of 8x8, as in the RAM paper); prints test error, parameters, training time
  * and the localisation metrics of the spatial attention maps.
  *
- * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 60000] [--epochs 3]
- * [--val 1000] [--test 5000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--jobs 2] [--save]
- * [--progress]`
+ * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 50000] [--epochs 3]
+ * [--val 1000] [--test 5000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--stages SPEC]
+ * [--att-stages 2,3,4] [--jobs 2] [--save] [--out .out/cluttered] [--report] [--progress]`
+ *
+ * `--report` prints the table of the results a run left in `--out` (one JSON per model) without
+ * training: the table of a run that was cut short, or of models run in separate invocations.
  *
  * `--train` is the number of new images per epoch: every epoch gets fresh placements and clutter.
  * Each model trains in its own process (`--jobs` at a time, default one per core: the wasm backend
@@ -53,12 +56,17 @@ interface Args {
   out: string;
   modelsDir: string;
   worker?: string;
+  /** Print the table of the results already in `out` (one `<model>.json` per model) without training. */
+  report: boolean;
   progress: boolean;
   batchNorm: boolean;
   head: "max" | "avg";
   /** The CNN's stages, `--stages 16k5s2p,32p,64`: filters, then k<kernel>, s<stride>, p (2x2 max pool). */
   stages?: CnnStage[];
-  /** Stages (1-based) with an attention layer, `--att-stages 2,3`; default all (LTPA: all but the last). */
+  /**
+   * Stages (1-based) with an attention layer, `--att-stages 2,3,4`; default all but the first (the
+   * 30x30 stage of 16 edge channels; LTPA also leaves out the last, which makes its global vector).
+   */
   attStages?: number[];
 }
 
@@ -83,7 +91,7 @@ export function formatStages(stages: readonly CnnStage[]): string {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     models: DEFAULT_MODELS,
-    train: 60000,
+    train: 50000,
     val: 1000,
     test: 5000,
     epochs: 3,
@@ -95,6 +103,7 @@ function parseArgs(argv: string[]): Args {
     out: ".out/cluttered",
     modelsDir: "data/models",
     progress: false,
+    report: false,
     batchNorm: false,
     head: "max",
   };
@@ -160,6 +169,9 @@ function parseArgs(argv: string[]): Args {
       case "--bn":
         a.batchNorm = true;
         break;
+      case "--report":
+        a.report = true;
+        break;
       case "--progress":
         a.progress = true;
         break;
@@ -191,14 +203,22 @@ interface Result {
   backend?: string;
 }
 
+/** The CNN's stages of a run. */
+function stagesOf(a: Args): readonly CnnStage[] {
+  return a.stages ?? CLUTTERED_STAGES;
+}
+
+/** The stages with attention of a run: `--att-stages`, or all but the first. */
+function attStagesOf(a: Args): number[] {
+  return a.attStages ?? stagesOf(a).map((_, i) => i + 1).slice(1);
+}
+
 /** The reproducing command of a model (what meta.json records). */
 function commandOf(a: Args, name: string): string {
   return `deno task experiment:cluttered --models ${name} --train ${a.train} --epochs ${a.epochs} --batch ${a.batch} ` +
     `--lr ${a.lr} --seed ${a.seed} --val ${a.val} --test ${a.test}${a.batchNorm ? " --bn" : ""}${
       a.head === "avg" ? " --head avg" : ""
-    }${a.stages ? ` --stages ${formatStages(a.stages)}` : ""}${
-      a.attStages ? ` --att-stages ${a.attStages.join(",")}` : ""
-    } --save`;
+    } --stages ${formatStages(stagesOf(a))} --att-stages ${attStagesOf(a).join(",")} --save`;
 }
 
 /** Config given to each mechanism (defaults otherwise). */
@@ -243,11 +263,11 @@ async function runWorker(a: Args, name: string): Promise<Result> {
     seed: a.seed,
     batchNorm: a.batchNorm,
     head: a.head,
-    stages: a.stages,
+    stages: [...stagesOf(a)],
     // LTPA (the global head) attends over the earlier stages: the last one makes its global vector
     attentionStages: attention && attentionPlug(attention) === "global"
-      ? a.attStages?.filter((k) => k < (a.stages ?? CLUTTERED_STAGES).length)
-      : a.attStages,
+      ? attStagesOf(a).filter((k) => k < stagesOf(a).length)
+      : attStagesOf(a),
   });
   const params = model.countParams();
   const cpu0 = process.cpuUsage();
@@ -458,6 +478,15 @@ async function main() {
         : `${name}: ${r.status} ${r.error ?? ""}`,
     );
   };
+  if (a.report) queue.length = 0;
+  for (const m of a.models) {
+    if (!a.report || results.has(m)) continue;
+    try {
+      results.set(m, JSON.parse(await Deno.readTextFile(`${a.out}/${m}.json`)));
+    } catch {
+      results.set(m, { name: m, status: "failed", error: `no result in ${a.out}/${m}.json` });
+    }
+  }
   const pending = [...queue];
   await Promise.all(
     Array.from({ length: Math.max(1, a.jobs) }, async () => {
