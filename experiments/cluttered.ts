@@ -395,8 +395,8 @@ function table(results: Result[]): string {
     "params",
     "train s (wall)",
     "train s (CPU)",
-    `pointing % (${names})`,
-    `mass in box % (${names})`,
+    names ? `pointing % (${names})` : "pointing %",
+    names ? `mass in box % (${names})` : "mass in box %",
   ]];
   for (const r of results) {
     if (r.status !== "ok") {
