@@ -3,9 +3,12 @@
  * (4 clutter patches of 8x8, as in the RAM paper); prints test error, parameters, training time
  * and the localisation metrics of the spatial attention maps.
  *
- * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 60000] [--epochs 3]
- * [--val 1000] [--test 5000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--jobs 2] [--save]
- * [--progress]`
+ * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 50000] [--epochs 3]
+ * [--val 1000] [--test 5000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--stages SPEC]
+ * [--att-stages 2,3,4] [--jobs 2] [--save] [--out .out/cluttered] [--report] [--progress]`
+ *
+ * `--report` prints the table of the results a run left in `--out` (one JSON per model) without
+ * training: the table of a run that was cut short, or of models run in separate invocations.
  *
  * `--train` is the number of new images per epoch: every epoch gets fresh placements and clutter.
  * Each model trains in its own process (`--jobs` at a time, default one per core: the wasm backend
@@ -22,6 +25,7 @@ import {
   attentionPlug,
   batches,
   captureAttention,
+  CLUTTERED_STAGES,
   clutteredMnist,
   cosineSchedule,
   disposeBatch,
@@ -34,7 +38,7 @@ import {
   softmaxCrossEntropy,
   train,
 } from "../mod.ts";
-import type { Tensor } from "../mod.ts";
+import type { CnnStage, Tensor } from "../mod.ts";
 
 const DEFAULT_MODELS = ["plain", "se", "cbam", "eca", "bam", "gc", "ltpa"];
 
@@ -52,15 +56,42 @@ interface Args {
   out: string;
   modelsDir: string;
   worker?: string;
+  /** Print the table of the results already in `out` (one `<model>.json` per model) without training. */
+  report: boolean;
   progress: boolean;
   batchNorm: boolean;
   head: "max" | "avg";
+  /** The CNN's stages, `--stages 16k5s2p,32p,64`: filters, then k<kernel>, s<stride>, p (2x2 max pool). */
+  stages?: CnnStage[];
+  /**
+   * Stages (1-based) with an attention layer, `--att-stages 2,3,4`; default all but the first (the
+   * 30x30 stage of 16 edge channels; LTPA also leaves out the last, which makes its global vector).
+   */
+  attStages?: number[];
+}
+
+/** Parses `--stages`: comma-separated `<filters>[k<kernel>][s<stride>][p]`, e.g. `16k5s2p,32p,64`. */
+export function parseStages(spec: string): CnnStage[] {
+  return spec.split(",").map((part) => {
+    const m = /^(\d+)(?:k(\d+))?(?:s(\d+))?(p?)$/.exec(part.trim());
+    if (!m) throw new Error(`--stages: expected <filters>[k<kernel>][s<stride>][p] (e.g. 16k5s2p), got '${part}'`);
+    return { filters: Number(m[1]), kernelSize: Number(m[2] ?? 3), strides: Number(m[3] ?? 1), pool: m[4] === "p" };
+  });
+}
+
+/** The `--stages` spelling of stages (the inverse of {@link parseStages}). */
+export function formatStages(stages: readonly CnnStage[]): string {
+  return stages.map((s) =>
+    `${s.filters}${(s.kernelSize ?? 3) !== 3 ? `k${s.kernelSize}` : ""}${
+      (s.strides ?? 1) !== 1 ? `s${s.strides}` : ""
+    }${(s.pool ?? true) ? "p" : ""}`
+  ).join(",");
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     models: DEFAULT_MODELS,
-    train: 60000,
+    train: 50000,
     val: 1000,
     test: 5000,
     epochs: 3,
@@ -72,6 +103,7 @@ function parseArgs(argv: string[]): Args {
     out: ".out/cluttered",
     modelsDir: "data/models",
     progress: false,
+    report: false,
     batchNorm: false,
     head: "max",
   };
@@ -128,8 +160,17 @@ function parseArgs(argv: string[]): Args {
         a.head = h;
         break;
       }
+      case "--stages":
+        a.stages = parseStages(v());
+        break;
+      case "--att-stages":
+        a.attStages = v().split(",").map(Number);
+        break;
       case "--bn":
         a.batchNorm = true;
+        break;
+      case "--report":
+        a.report = true;
         break;
       case "--progress":
         a.progress = true;
@@ -153,6 +194,8 @@ interface Result {
   /** CPU seconds of training (user + system): the wall time on an idle core, as wasm runs on one thread. */
   trainCpuSeconds?: number;
   evalSeconds?: number;
+  /** CPU seconds of the whole worker process (loading, training, testing). */
+  cpuSeconds?: number;
   epochs?: number;
   history?: unknown[];
   /** Localisation per attention layer with a spatial map. */
@@ -160,12 +203,22 @@ interface Result {
   backend?: string;
 }
 
+/** The CNN's stages of a run. */
+function stagesOf(a: Args): readonly CnnStage[] {
+  return a.stages ?? CLUTTERED_STAGES;
+}
+
+/** The stages with attention of a run: `--att-stages`, or all but the first. */
+function attStagesOf(a: Args): number[] {
+  return a.attStages ?? stagesOf(a).map((_, i) => i + 1).slice(1);
+}
+
 /** The reproducing command of a model (what meta.json records). */
 function commandOf(a: Args, name: string): string {
   return `deno task experiment:cluttered --models ${name} --train ${a.train} --epochs ${a.epochs} --batch ${a.batch} ` +
     `--lr ${a.lr} --seed ${a.seed} --val ${a.val} --test ${a.test}${a.batchNorm ? " --bn" : ""}${
       a.head === "avg" ? " --head avg" : ""
-    } --save`;
+    } --stages ${formatStages(stagesOf(a))} --att-stages ${attStagesOf(a).join(",")} --save`;
 }
 
 /** Config given to each mechanism (defaults otherwise). */
@@ -174,6 +227,9 @@ const ATTENTION_CONFIG: Record<string, Record<string, unknown>> = {
   cbam: { reduction: 8 },
   cbam_simple: { reduction: 8 },
   scse: { reduction: 8 },
+  // the papers' r16 leaves one hidden unit at 16 channels: r8 as for SE and CBAM
+  bam: { reduction: 8 },
+  gc: { reduction: 8 },
 };
 
 /** wasm unless ATTNKIT_BACKEND says otherwise (the experiment's timings are for wasm). */
@@ -207,6 +263,11 @@ async function runWorker(a: Args, name: string): Promise<Result> {
     seed: a.seed,
     batchNorm: a.batchNorm,
     head: a.head,
+    stages: [...stagesOf(a)],
+    // LTPA (the global head) attends over the earlier stages: the last one makes its global vector
+    attentionStages: attention && attentionPlug(attention) === "global"
+      ? attStagesOf(a).filter((k) => k < stagesOf(a).length)
+      : attStagesOf(a),
   });
   const params = model.countParams();
   const cpu0 = process.cpuUsage();
@@ -280,6 +341,10 @@ async function runWorker(a: Args, name: string): Promise<Result> {
     trainSeconds: result.seconds,
     trainCpuSeconds,
     evalSeconds,
+    cpuSeconds: (() => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    })(),
     epochs: result.epochs,
     history: result.history,
     localisation,
@@ -320,15 +385,18 @@ function pct(x: number | undefined, digits = 1): string {
 }
 
 function table(results: Result[]): string {
-  const layers = ["s1_att", "s2_att", "s3_att"];
+  // the attention layers with a spatial map in any model, by stage
+  const layers = [...new Set(results.flatMap((r) => Object.keys(r.localisation ?? {})))]
+    .filter((l) => l !== "ink").sort();
+  const names = layers.map((l) => l.replace("_att", "")).join("/");
   const rows = [[
     "model",
     "test error %",
     "params",
     "train s (wall)",
     "train s (CPU)",
-    "pointing % (s1/s2/s3)",
-    "mass in box % (s1/s2/s3)",
+    names ? `pointing % (${names})` : "pointing %",
+    names ? `mass in box % (${names})` : "mass in box %",
   ]];
   for (const r of results) {
     if (r.status !== "ok") {
@@ -410,6 +478,15 @@ async function main() {
         : `${name}: ${r.status} ${r.error ?? ""}`,
     );
   };
+  if (a.report) queue.length = 0;
+  for (const m of a.models) {
+    if (!a.report || results.has(m)) continue;
+    try {
+      results.set(m, JSON.parse(await Deno.readTextFile(`${a.out}/${m}.json`)));
+    } catch {
+      results.set(m, { name: m, status: "failed", error: `no result in ${a.out}/${m}.json` });
+    }
+  }
   const pending = [...queue];
   await Promise.all(
     Array.from({ length: Math.max(1, a.jobs) }, async () => {
@@ -421,14 +498,20 @@ async function main() {
   const md = table(ordered);
   const seconds = (performance.now() - t0) / 1000;
   console.log("\n" + md);
+  const sizes = new Map<string, string>();
+  for (const r of ordered) {
+    for (const [l, v] of Object.entries(r.localisation ?? {})) sizes.set(l, v.mapSize.join("x"));
+  }
+  const sizeText = [...sizes].filter(([l]) => l !== "ink").sort().map(([l, s]) => `${l.replace("_att", "")} ${s}`);
   console.log(
     `\ntotal ${(seconds / 60).toFixed(1)} min; pointing and mass in box: spatial map of the attention layer after ` +
-      `each stage (s1 30x30, s2 15x15, s3 7x7) against the digit's box; "-": no spatial map (channel attention)`,
+      `each stage (${sizeText.join(", ")}) against the digit's box; "-": no spatial map (channel attention)`,
   );
-  const cpu = ordered.reduce((t, r) => t + (r.trainCpuSeconds ?? 0) + (r.evalSeconds ?? 0), 0);
+  const cpu = ordered.reduce((t, r) => t + (r.cpuSeconds ?? (r.trainCpuSeconds ?? 0) + (r.evalSeconds ?? 0)), 0);
+  const cores = Math.min(a.jobs, navigator.hardwareConcurrency ?? 1);
   console.log(
-    `CPU time of all models ${(cpu / 60).toFixed(1)} min: about ${(cpu / 60 / Math.max(1, a.jobs)).toFixed(1)} min ` +
-      `of wall time on ${a.jobs} idle core(s)`,
+    `CPU time of all models (whole worker processes) ${(cpu / 60).toFixed(1)} min: about ` +
+      `${(cpu / 60 / Math.max(1, cores)).toFixed(1)} min of wall time on ${cores} idle core(s)`,
   );
   if (ink) {
     console.log(

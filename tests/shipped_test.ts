@@ -33,6 +33,7 @@ Deno.test("shipped models: load, predict about their recorded test error, give t
   const test = clutteredMnist(mnist, { size: 60, clutter: 4, patch: 8, seed: 12345, count: 300 });
   const [batch] = batches(test, { batchSize: 300 });
   for (const m of shipped) {
+    const before = tf.memory().numTensors;
     const { model, meta } = await loadShippedModel(m.name);
     const cap = captureAttention(() => model.predict(batch.xs, { batchSize: 300 }) as tf.Tensor);
     assert.deepEqual(cap.result.shape, [300, 10]);
@@ -42,13 +43,21 @@ Deno.test("shipped models: load, predict about their recorded test error, give t
     const err = wrong / 300;
     // 300 of the same test images: within a generous binomial margin of the recorded error
     assert.ok(Math.abs(err - meta.testError) < 0.06, `${m.name}: error ${err} vs recorded ${meta.testError}`);
-    if (meta.attention) assert.ok(Object.keys(cap.maps).includes("s1_att"), `${m.name}: no maps captured`);
+    // the attention layers are named after their stage (s1_att ... s4_att; which stages: the command's --att-stages)
+    const depth = /--stages (\S+)/.exec(meta.command)?.[1].split(",").length ?? 0;
+    const stages = (/--att-stages ([\d,]+)/.exec(meta.command)?.[1].split(",") ?? []).map(Number)
+      // LTPA's global vector comes from the last stage, which gets no attention layer of its own
+      .filter((k) => meta.attention !== "ltpa" || k < depth);
+    if (meta.attention) {
+      assert.deepEqual(Object.keys(cap.maps).sort(), stages.map((k) => `s${k}_att`), `${m.name}: maps captured`);
+    }
     for (const layer of Object.keys(meta.localisation).filter((k) => k !== "ink")) {
       assert.ok(cap.maps[layer]?.spatial, `${m.name}: ${layer} has no spatial map`);
     }
     cap.dispose();
     cap.result.dispose();
     model.dispose();
+    assert.equal(tf.memory().numTensors, before, `${m.name}: tensors left`);
   }
   disposeBatch(batch);
 });

@@ -265,7 +265,7 @@ Deno.test("attentionCnn: plain and every single-input mechanism, maps per stage,
   assert.notDeepEqual(weightsOf(other), weightsOf(plain));
   assert.equal(attentionPlug("no_such_thing"), "not registered");
   assert.throws(() => attentionCnn({ attention: "no_such_thing" }), /'no_such_thing' is not registered/);
-  assert.throws(() => attentionCnn({ attention: "se", attentionStages: [5] }), /stages are 1..3/);
+  assert.throws(() => attentionCnn({ attention: "se", attentionStages: [5] }), /stages are 1..4/);
   tf.dispose([x]);
   other.dispose();
   plain.dispose();
