@@ -252,7 +252,8 @@ const trainedSection: PageSection = {
     "(`deno task experiment:cluttered`, see the README). For each model with spatial maps: its deepest map over six " +
     "test images, the digit's true box in white, label → prediction above each panel; for channel-only mechanisms, " +
     "the channel weights of the last stage. Test error and pointing-game hits are those of the whole test set " +
-    "(meta.json).",
+    "(meta.json). BAM's released form multiplies its spatial map by its channel map inside the sigmoid, so the " +
+    "sign of the spatial map is free: the trained BAM marks the digit with its lowest values.",
   ],
   figures: [],
 };

@@ -115,7 +115,7 @@ export async function shippedAttention(
 
 /** Options of {@link shippedAttentionFigure}. */
 export interface ShippedAttentionFigureOptions {
-  /** Which spatial map (attention layer name); default: the deepest one (the last the model runs). */
+  /** Which spatial map (attention layer name); default: the deepest one (fewest cells; the last run on a tie). */
   layer?: string;
   /** Opacity of the maps over the digits (default 0.5). */
   opacity?: number;
@@ -133,7 +133,9 @@ export function shippedAttentionFigure(view: ShippedAttentionView, opts: Shipped
   if (layers.length === 0) {
     throw new Error(`shippedAttentionFigure: ${view.meta.name} has no spatial attention map (channel maps only)`);
   }
-  const layer = opts.layer ?? layers[layers.length - 1];
+  // default: the deepest map, the one with the fewest cells (the last of those run, on a tie)
+  const cells = (name: string) => view.spatial[name].shape[1] * view.spatial[name].shape[2];
+  const layer = opts.layer ?? layers.reduce((best, name) => (cells(name) <= cells(best) ? name : best));
   const maps = view.spatial[layer];
   if (!maps) throw new Error(`shippedAttentionFigure: no spatial map '${layer}' (has ${layers.join(", ")})`);
   const [h, w] = maps.shape.slice(1, 3);
