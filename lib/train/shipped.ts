@@ -39,8 +39,8 @@ export interface ShippedModelMeta {
   backend: string;
   /**
    * Weights format: absent, "fileIO" or "layers" for the LayersModels {@link loadShippedModel} loads (model.json +
-   * weights.bin, e.g. the Show-Attend-Tell reader); the others have their own loaders: "attnkit.RACNN"
-   * (`loadShippedRacnn`), "ram-safetensors" (`loadShippedRam`).
+   * weights.bin, e.g. the Show-Attend-Tell reader); the others are stored as safetensors and have their own loaders:
+   * "safetensors" (RA-CNN, `loadShippedRacnn`), "ram-safetensors" (`loadShippedRam`).
    */
   format?: string;
   /** The constructor config of a model stored as safetensors (e.g. an `RACNNConfig`). */
@@ -107,7 +107,7 @@ export async function loadShippedModel(name: string): Promise<{ model: LayersMod
   }
   if (!isLayersFormat(meta.format)) {
     throw new Error(
-      `loadShippedModel: '${name}' is not a Layers model (format ${meta.format}): load it with its own loader (loadShippedRam, loadShippedRacnn)`,
+      `loadShippedModel: '${name}' is not a LayersModel (format ${meta.format}, stored as safetensors): load it with its own loader (loadShippedRam, loadShippedRacnn)`,
     );
   }
   return { model: await tfl.loadLayersModel(fileIO(dir)), meta };
