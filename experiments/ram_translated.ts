@@ -6,6 +6,14 @@
  * [--glimpse-size 12] [--scales 3] [--seed 1] [--train 55000] [--val 1000] [--test 10000] [--threads 1]
  * [--save] [--progress]`
  *
+ * Diagnostic options (off by default; see the README's RAM section for what they showed): `--loc-lr F` (the
+ * location network's learning rate, a factor of `--lr`), `--adv-norm` (advantage over its batch std),
+ * `--reflect` (mirror samples at the edge instead of clamping), `--policy-warmup E` (location network frozen for
+ * E epochs), `--rollouts M` (M rollouts per image, leave-one-out mean-reward baseline), `--oracle` (glimpses 1..T-1
+ * at the digit box's centre: not RAM, an upper bound of what the classifier learns from on-digit glimpses),
+ * `--reinforce-weight W`. Every epoch also prints mean |mu_t|, the share of |mu_t| > 0.95 and the validation
+ * glimpse-in-box rate per step.
+ *
  * Data: MNIST train digits 0-54,999 placed at new random positions every epoch; validation: 1,000
  * images made from digits 55,000-59,999; test: the MNIST test digits, placed with seed 12345.
  * Prints the validation error after every epoch, then the test error with deterministic locations
@@ -50,6 +58,13 @@ interface Args {
   save: boolean;
   out: string;
   progress: boolean;
+  locLr: number;
+  reinforceWeight: number;
+  advNorm: boolean;
+  reflect: boolean;
+  policyWarmup: number;
+  rollouts: number;
+  oracle: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -70,6 +85,13 @@ function parseArgs(argv: string[]): Args {
     save: false,
     out: "data/models/ram_translated",
     progress: false,
+    locLr: 1,
+    reinforceWeight: 1,
+    advNorm: false,
+    reflect: false,
+    policyWarmup: 0,
+    rollouts: 1,
+    oracle: false,
   };
   const num = (k: string, v: string) => {
     const x = Number(v);
@@ -134,6 +156,27 @@ function parseArgs(argv: string[]): Args {
       case "--progress":
         a.progress = true;
         break;
+      case "--loc-lr":
+        a.locLr = num(k, v());
+        break;
+      case "--reinforce-weight":
+        a.reinforceWeight = num(k, v());
+        break;
+      case "--policy-warmup":
+        a.policyWarmup = num(k, v());
+        break;
+      case "--rollouts":
+        a.rollouts = num(k, v());
+        break;
+      case "--oracle":
+        a.oracle = true;
+        break;
+      case "--reflect":
+        a.reflect = true;
+        break;
+      case "--adv-norm":
+        a.advNorm = true;
+        break;
       default:
         throw new Error(`unknown argument ${k}`);
     }
@@ -187,6 +230,13 @@ const history = await trainRam(model, {
   // a wider search early, a sharper policy late: linear from std0 to std1
   std: (t) => std0 + (std1 - std0) * Math.min(1, t / args.epochs),
   seed: args.seed,
+  locationLrScale: args.locLr,
+  reinforceWeight: args.reinforceWeight,
+  normalizeAdvantage: args.advNorm,
+  boundary: args.reflect ? "reflect" : "clamp",
+  policyWarmup: args.policyWarmup,
+  rollouts: args.rollouts,
+  oracle: args.oracle,
   progress: args.progress ? true : "auto",
   onEpochEnd: (log) => {
     const cpu = process.cpuUsage(cpu0);
@@ -197,7 +247,9 @@ const history = await trainRam(model, {
         log.std.toFixed(3)
       } | ${log.seconds.toFixed(0)} s, total ${((performance.now() - t0) / 1000).toFixed(0)} s wall, ${
         ((cpu.user + cpu.system) / 1e6).toFixed(0)
-      } s CPU`,
+      } s CPU | |mu| ${log.muAbs?.toFixed(3)} sat ${(100 * (log.muSaturated ?? 0)).toFixed(1)}% | val in box ${
+        log.valInBoxPerStep?.map((x) => (100 * x).toFixed(1)).join(" / ")
+      }`,
     );
   },
 });

@@ -256,6 +256,38 @@ Deno.test("shipped RAM: listed only with { all: true }; loadShippedModel points 
   assert.equal(all.find((m) => m.name === "ram_translated")?.format, "ram-safetensors");
   await assert.rejects(
     () => loadShippedModel("ram_translated"),
-    /'ram_translated' is not a LayersModel .*loadShippedRam/,
+    /'ram_translated' is not a Layers model .*loadShippedRam/,
   );
+});
+
+Deno.test("coordinates: a glimpse at the digit box's centre holds the digit's ink, at the mirrored place none", async () => {
+  // the policy's (x, y), the host retina, locationInBox and the dataset's boxes agree: x along the
+  // width, y along the height, -1 at the left/top (a swap or a sign error would fail here)
+  const ds = translatedMnist(await loadMnist({ limit: 64 }), { size: 60, seed: 3 });
+  let checked = 0;
+  for (const b of batches(ds, { batchSize: 64 })) {
+    const images = hostImages(b.xs);
+    tf.dispose([b.xs, b.ys]);
+    const n = images.shape[0];
+    for (let i = 0; i < n; i++) {
+      const box = b.boxes[i][0];
+      const cx = (box.x0 + box.x1) / 2, cy = (box.y0 + box.y1) / 2;
+      const at = [-1 + (2 * cx) / 60, -1 + (2 * cy) / 60];
+      // far from the centre only: the mirrored box must not overlap the digit's
+      if (Math.abs(cx - 30) < 16 && Math.abs(cy - 30) < 16) continue;
+      const one = {
+        data: images.data.subarray(i * 3600, (i + 1) * 3600),
+        shape: [1, 60, 60, 1] as [number, number, number, number],
+      };
+      const ink = (l: number[]) =>
+        glimpseSensorHost(one, new Float32Array(l), { size: 12, scales: 1, scaleFactor: 2 }).reduce((a, x) => a + x, 0);
+      assert.ok(locationInBox(at[0], at[1], box, 60, 60));
+      assert.ok(ink(at) > 10, `image ${i}: no ink at the box centre`);
+      const swapped = ink([at[1], at[0]]), mirrored = ink([-at[0], -at[1]]);
+      assert.equal(mirrored, 0, `image ${i}: ink at the mirrored location`);
+      if (Math.abs(cx - cy) > 24) assert.ok(swapped < ink(at), `image ${i}: as much ink with x and y swapped`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 10, `only ${checked} images far from the centre`);
 });

@@ -15,6 +15,15 @@
  *   REINFORCE term (in kevinzakka/recurrent-visual-attention it adds a term whose reward does not
  *   depend on it: pure variance). logPi and baselines are [N, T-1].
  *
+ * Diagnostic options of {@link trainRam} (opt-in; with their defaults training is as before, the
+ * two Adam optimisers of equal rate being one Adam): the location network's own learning rate
+ * (`locationLrScale`), a frozen policy for the first epochs (`policyWarmup`), advantage
+ * normalisation, mirroring instead of clamping samples outside [-1, 1] (`boundary`), M rollouts per
+ * image with a leave-one-out mean-reward baseline (`rollouts`), and an oracle policy (`oracle`:
+ * glimpses at the digit box's centre, not RAM, a bound on what the classifier learns from on-digit
+ * glimpses). Epoch logs carry mean |mu_t|, the share of saturated means and the validation
+ * glimpse-in-box rate per step. None of them made the policy track the digit (README, RAM).
+ *
  * Also here: evaluation with deterministic locations (mu_t, as at inference), the share of glimpse
  * centres inside the digit's box, and saving/loading the trained model (`weights.safetensors` in
  * PyTorch's state_dict names, `meta.json` with the config).
@@ -42,6 +51,10 @@ export interface RamRolloutOptions {
   std?: number;
   /** Generator of the location noise (needed when sampling). */
   rng?: Rng;
+  /** How a sample outside [-1, 1] becomes a location: "clamp" (kevinzakka) or "reflect" (mirror at the edge). Default "clamp". */
+  boundary?: "clamp" | "reflect";
+  /** Diagnostics: glimpse centres l_1 .. l_{T-1} given instead of the policy's ([N, 2], the same every step; no REINFORCE term). */
+  fixedLocations?: Float32Array;
 }
 
 /** What {@link ramRolloutHost} gives. */
@@ -54,6 +67,8 @@ export interface RamHostRollout {
   baselines: Tensor2D;
   /** Glimpse centres l_0 .. l_{T-1}, [N, T, 2] row-major, (x, y) in [-1, 1]. */
   locations: Float32Array;
+  /** The policy means mu_1 .. mu_{T-1}, [N, T-1, 2] flattened step-major (diagnostics). */
+  mus: Float32Array;
 }
 
 /** A standard normal draw (Box-Muller). */
@@ -101,6 +116,7 @@ export function ramRolloutHost(
   let h: Tensor = tf.zeros([n, c.hidden]);
   const logPi: Tensor[] = [];
   const bases: Tensor[] = [];
+  const mus = new Float32Array(n * Math.max(0, T - 1) * 2);
   for (let t = 0; t < T; t++) {
     for (let b = 0; b < n; b++) {
       locations[(b * T + t) * 2] = l[2 * b];
@@ -113,13 +129,22 @@ export function ramRolloutHost(
     if (t === T - 1) break; // the location after the last glimpse is never used
     const hd = stopGradient(h);
     const mu = tf.tanh(dense(tf.relu(dense(hd, w.locFc)), w.locOut));
-    const m = mu.dataSync();
+    const m = mu.dataSync() as Float32Array;
+    mus.set(m, t * n * 2);
     const next = new Float32Array(n * 2);
-    if (o.sample) {
+    if (o.fixedLocations) {
+      next.set(o.fixedLocations);
+      logPi.push(tf.zeros([n]));
+    } else if (o.sample) {
       const raw = new Float32Array(n * 2);
       for (let i = 0; i < n * 2; i++) raw[i] = m[i] + std * normal(o.rng!);
       logPi.push(gaussianLogProb(tf.tensor2d(raw, [n, 2]), mu, std));
-      for (let i = 0; i < n * 2; i++) next[i] = Math.min(1, Math.max(-1, raw[i]));
+      if (o.boundary === "reflect") {
+        for (let i = 0; i < n * 2; i++) {
+          const r = raw[i] > 1 ? 2 - raw[i] : raw[i] < -1 ? -2 - raw[i] : raw[i];
+          next[i] = Math.min(1, Math.max(-1, r));
+        }
+      } else for (let i = 0; i < n * 2; i++) next[i] = Math.min(1, Math.max(-1, raw[i]));
     } else {
       next.set(m);
       logPi.push(tf.zeros([n]));
@@ -133,6 +158,7 @@ export function ramRolloutHost(
     logPi: stackOrEmpty(logPi),
     baselines: stackOrEmpty(bases),
     locations,
+    mus,
   };
 }
 
@@ -151,7 +177,13 @@ export interface RamLossParts {
 }
 
 /** RAM's hybrid loss of a rollout and labels [N] (not tidied: call inside `minimize` or a tidy). */
-export function ramHybridLoss(r: RamHostRollout, labels: Int32Array, reinforceWeight = 1): RamLossParts {
+export function ramHybridLoss(
+  r: RamHostRollout,
+  labels: Int32Array,
+  reinforceWeight = 1,
+  normalizeAdvantage = false,
+  group = 1,
+): RamLossParts {
   const [n, k] = r.logProbs.shape;
   const lp = r.logProbs.dataSync();
   const hits = new Float32Array(n);
@@ -164,7 +196,25 @@ export function ramHybridLoss(r: RamHostRollout, labels: Int32Array, reinforceWe
   const action = tf.neg(tf.mean(tf.sum(tf.mul(r.logProbs, tf.oneHot(tf.tensor1d(labels, "int32"), k)), 1))) as Scalar;
   const baseline =
     (r.baselines.shape[1] ? tf.mean(tf.square(tf.sub(r.baselines, tf.expandDims(reward, 1)))) : tf.scalar(0)) as Scalar;
-  const reinforce = (r.logPi.shape[1] ? reinforceLoss(r.logPi, reward, r.baselines) : tf.scalar(0)) as Scalar;
+  let reinforce = tf.scalar(0) as Scalar;
+  if (r.logPi.shape[1]) {
+    if (group > 1) {
+      // M rollouts per image (consecutive): the baseline of a rollout is the mean reward of the
+      // image's other M - 1 rollouts (leave-one-out: unbiased), the same for every step
+      const adv = new Float32Array(n);
+      for (let g0 = 0; g0 < n; g0 += group) {
+        let sum = 0;
+        for (let i = g0; i < g0 + group; i++) sum += hits[i];
+        for (let i = g0; i < g0 + group; i++) adv[i] = hits[i] - (sum - hits[i]) / (group - 1);
+      }
+      reinforce = tf.mean(tf.sum(tf.mul(tf.neg(r.logPi), tf.expandDims(tf.tensor1d(adv), 1)), 1)) as Scalar;
+    } else if (normalizeAdvantage) {
+      // (R - b_t) / its batch std: a per-batch step size that does not depend on how well the baseline fits
+      const adv = tf.sub(tf.expandDims(reward, 1), stopGradient(r.baselines));
+      const sd = tf.sqrt(tf.add(tf.mean(tf.square(tf.sub(adv, tf.mean(adv)))), 1e-6));
+      reinforce = tf.mean(tf.sum(tf.mul(tf.neg(r.logPi), tf.div(adv, sd)), 1)) as Scalar;
+    } else reinforce = reinforceLoss(r.logPi, reward, r.baselines);
+  }
   const loss = tf.addN([action, baseline, tf.mul(reinforce, reinforceWeight)]) as Scalar;
   return { loss, action, baseline, reinforce, hits };
 }
@@ -199,6 +249,12 @@ export interface RamEpochLog {
   std: number;
   /** Seconds of the epoch (with validation). */
   seconds: number;
+  /** Validation share of glimpse centres in the digit's box per glimpse. */
+  valInBoxPerStep?: number[];
+  /** Mean |mu| of the sampled policy means over the epoch, and the share with |mu| > 0.95. */
+  muAbs?: number;
+  /** Share of |mu| > 0.95. */
+  muSaturated?: number;
 }
 
 /** What {@link trainRam}'s `onBatchEnd` gets. */
@@ -223,6 +279,18 @@ export interface RamTrainOptions {
   std?: number | ((t: number) => number);
   /** Weight of the REINFORCE term. Default 1. */
   reinforceWeight?: number;
+  /** Epochs (t, fractional) during which the location network does not learn (the classifier first learns from the glimpses the initial policy takes). Default 0. */
+  policyWarmup?: number;
+  /** Learning rate of the location network relative to the others (its own Adam). Default 1. */
+  locationLrScale?: number;
+  /** How sampled locations outside [-1, 1] are brought back (see {@link RamRolloutOptions}). Default "clamp". */
+  boundary?: "clamp" | "reflect";
+  /** Diagnostics: glimpses 1 .. T-1 at the centre of the digit's box (needs the batches' boxes): what the classifier can learn from a perfect policy. Default false. */
+  oracle?: boolean;
+  /** Rollouts per image M (the REINFORCE baseline is then the mean reward of the image's other rollouts). Default 1. */
+  rollouts?: number;
+  /** Divide the advantage R - b_t by its batch standard deviation. Default false. */
+  normalizeAdvantage?: boolean;
   /** Seed of the location noise (per epoch and batch). Default 0. */
   seed?: number;
   /** Terminal progress bar: true, false or "auto" (stdout is a terminal). Default "auto". */
@@ -273,6 +341,10 @@ export async function trainRam(
   const std = schedule(options.std, model.config.std);
   const seed = options.seed ?? 0;
   const optimizer = tf.train.adam(lr(0));
+  const locScale = options.locationLrScale ?? 1;
+  const locOptimizer = tf.train.adam(lr(0) * locScale);
+  // names of the location network's variables (the model is built by the first rollout)
+  let locVars: Set<string> | null = null;
   const showBar = options.progress === "auto" || options.progress === undefined ? stdoutIsTerminal() : options.progress;
   const history: RamEpochLog[] = [];
   let steps = 0;
@@ -280,18 +352,58 @@ export async function trainRam(
     for (let epoch = 0; epoch < options.epochs; epoch++) {
       const start = performance.now();
       const bar: ProgressBar | null = showBar ? terminalProgress() : null;
-      let lossSum = 0, actionSum = 0, hitSum = 0, seen = 0, batch = 0;
+      let lossSum = 0, actionSum = 0, hitSum = 0, seen = 0, batch = 0, muSum = 0, muSat = 0, muN = 0;
       bar?.start(data.trainBatches, { epoch: epoch + 1, epochs: options.epochs, loss: NaN, acc: NaN });
       for (const b of data.train(epoch)) {
         const t = epoch + batch / data.trainBatches;
         (optimizer as unknown as { learningRate: number }).learningRate = lr(t);
+        const warm = options.policyWarmup ?? 0;
+        (locOptimizer as unknown as { learningRate: number }).learningRate = t < warm ? 0 : lr(t) * locScale;
         const rng = new Rng(hashSeed(seed, epoch, batch));
-        const images = hostImages(b.xs);
+        const M = options.rollouts ?? 1;
+        let images = hostImages(b.xs);
+        let labels = b.labels;
+        if (M > 1) {
+          const [bn, bh, bw, bc] = images.shape;
+          const px = bh * bw * bc;
+          const data = new Float32Array(bn * M * px);
+          labels = new Int32Array(bn * M);
+          for (let i = 0; i < bn; i++) {
+            for (let m = 0; m < M; m++) {
+              data.set(images.data.subarray(i * px, (i + 1) * px), (i * M + m) * px);
+              labels[i * M + m] = b.labels[i];
+            }
+          }
+          images = { data, shape: [bn * M, bh, bw, bc] };
+        }
         tf.dispose([b.xs, b.ys]);
+        let oracle: Float32Array | undefined;
+        if (options.oracle) {
+          const [on, oh, ow] = images.shape;
+          oracle = new Float32Array(on * 2);
+          for (let i = 0; i < on; i++) {
+            const box = b.boxes![Math.floor(i / M)][0];
+            oracle[2 * i] = -1 + (box.x0 + box.x1) / ow;
+            oracle[2 * i + 1] = -1 + (box.y0 + box.y1) / oh;
+          }
+        }
         let parts: { loss: number; action: number; hits: number } = { loss: 0, action: 0, hits: 0 };
-        optimizer.minimize(() => {
-          const r = ramRolloutHost(model, images, { sample: true, std: std(t), rng });
-          const p = ramHybridLoss(r, b.labels, options.reinforceWeight ?? 1);
+        const { value, grads } = tf.variableGrads(() => {
+          const r = ramRolloutHost(model, images, {
+            sample: true,
+            std: std(t),
+            rng,
+            boundary: options.boundary,
+            fixedLocations: oracle,
+          });
+          const p = ramHybridLoss(r, labels, options.reinforceWeight ?? 1, options.normalizeAdvantage ?? false, M);
+          const mus = r.mus;
+          for (let i = 0; i < mus.length; i++) {
+            const a = Math.abs(mus[i]);
+            muSum += a;
+            if (a > 0.95) muSat++;
+          }
+          muN += mus.length;
           parts = {
             loss: p.loss.dataSync()[0],
             action: p.action.dataSync()[0],
@@ -299,7 +411,18 @@ export async function trainRam(
           };
           return p.loss;
         });
-        const m = b.labels.length;
+        if (!locVars) {
+          const rw = model.ramWeights();
+          locVars = new Set(
+            [rw.locFc.kernel, rw.locFc.bias, rw.locOut.kernel, rw.locOut.bias].map((v) => (v as tf.Variable).name),
+          );
+        }
+        const main: { name: string; tensor: Tensor }[] = [], loc: { name: string; tensor: Tensor }[] = [];
+        for (const [k, g] of Object.entries(grads)) (locVars.has(k) ? loc : main).push({ name: k, tensor: g });
+        optimizer.applyGradients(main);
+        if (loc.length && t >= (options.policyWarmup ?? 0)) locOptimizer.applyGradients(loc);
+        tf.dispose([value, ...Object.values(grads)]);
+        const m = labels.length;
         lossSum += parts.loss * m;
         actionSum += parts.action * m;
         hitSum += parts.hits;
@@ -318,8 +441,14 @@ export async function trainRam(
         lr: lr(epoch + 1),
         std: std(epoch + 1),
         seconds: 0,
+        muAbs: muSum / Math.max(1, muN),
+        muSaturated: muSat / Math.max(1, muN),
       };
-      if (data.validation) log.valError = evaluateRam(model, data.validation()).error;
+      if (data.validation) {
+        const v = evaluateRam(model, data.validation());
+        log.valError = v.error;
+        log.valInBoxPerStep = v.glimpseInBoxPerStep;
+      }
       log.seconds = (performance.now() - start) / 1000;
       bar?.stop(
         log.valError !== undefined ? `  validation error ${(100 * log.valError).toFixed(2)}%` : undefined,
@@ -330,6 +459,7 @@ export async function trainRam(
     }
   } finally {
     optimizer.dispose();
+    locOptimizer.dispose();
   }
   return history;
 }
