@@ -256,7 +256,7 @@ Deno.test("shipped RAM: listed only with { all: true }; loadShippedModel points 
   assert.equal(all.find((m) => m.name === "ram_translated")?.format, "ram-safetensors");
   await assert.rejects(
     () => loadShippedModel("ram_translated"),
-    /'ram_translated' is not a Layers model .*loadShippedRam/,
+    /'ram_translated' is not a LayersModel .*loadShippedRam/,
   );
 });
 
