@@ -39,6 +39,7 @@ import {
   train,
 } from "../mod.ts";
 import type { CnnStage, Tensor } from "../mod.ts";
+import { numberList, parseOptions } from "./cli.ts";
 
 const DEFAULT_MODELS = ["plain", "se", "cbam", "eca", "bam", "gc", "ltpa"];
 
@@ -89,7 +90,7 @@ export function formatStages(stages: readonly CnnStage[]): string {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = {
+  const defaults: Args = {
     models: DEFAULT_MODELS,
     train: 50000,
     val: 1000,
@@ -107,79 +108,21 @@ function parseArgs(argv: string[]): Args {
     batchNorm: false,
     head: "max",
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
-    switch (k) {
-      case "--models":
-        a.models = v().split(",").map((s) => s.trim()).filter(Boolean);
-        break;
-      case "--train":
-        a.train = Number(v());
-        break;
-      case "--val":
-        a.val = Number(v());
-        break;
-      case "--test":
-        a.test = Number(v());
-        break;
-      case "--epochs":
-        a.epochs = Number(v());
-        break;
-      case "--batch":
-        a.batch = Number(v());
-        break;
-      case "--lr":
-        a.lr = Number(v());
-        break;
-      case "--seed":
-        a.seed = Number(v());
-        break;
-      case "--jobs":
-        a.jobs = Number(v());
-        break;
-      case "--save":
-        a.save = true;
-        break;
-      case "--out":
-        a.out = v();
-        break;
-      case "--models-dir":
-        a.modelsDir = v();
-        break;
-      case "--worker":
-        a.worker = v();
-        break;
-      case "--head": {
-        const h = v();
-        if (h !== "max" && h !== "avg") throw new Error(`--head takes max or avg, got ${h}`);
-        a.head = h;
-        break;
-      }
-      case "--stages":
-        a.stages = parseStages(v());
-        break;
-      case "--att-stages":
-        a.attStages = v().split(",").map(Number);
-        break;
-      case "--bn":
-        a.batchNorm = true;
-        break;
-      case "--report":
-        a.report = true;
-        break;
-      case "--progress":
-        a.progress = true;
-        break;
-      default:
-        throw new Error(`unknown argument ${k}`);
-    }
-  }
-  return a;
+  return parseOptions(argv, defaults, {
+    script: "experiments/cluttered.ts",
+    names: { batchNorm: "bn" },
+    optional: ["worker", "stages", "attStages"],
+    convert: {
+      models: (t) => t.split(",").map((s) => s.trim()).filter(Boolean),
+      head: (t) => {
+        if (t !== "max" && t !== "avg") throw new Error(`--head takes max or avg, got ${t}`);
+        return t;
+      },
+      worker: (t) => t,
+      stages: (t) => parseStages(t),
+      attStages: numberList,
+    },
+  });
 }
 
 /** Per-model result, as the worker writes it. */

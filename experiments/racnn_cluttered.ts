@@ -29,8 +29,9 @@ import {
   stdoutIsTerminal,
   trainRacnn,
 } from "../mod.ts";
+import { parseOptions } from "./cli.ts";
 
-const a = {
+const a = parseOptions(Deno.args, {
   scale1: 30000,
   apnInit: 4000,
   alternate: 20000,
@@ -42,28 +43,7 @@ const a = {
   seed: 1,
   save: false,
   modelsDir: "data/models",
-};
-const flags: Record<string, keyof typeof a> = {
-  "--scale1": "scale1",
-  "--apn-init": "apnInit",
-  "--alternate": "alternate",
-  "--test": "test",
-  "--batch": "batch",
-  "--lr": "lr",
-  "--apn-lr": "apnLr",
-  "--zoom": "zoom",
-  "--seed": "seed",
-};
-for (let i = 0; i < Deno.args.length; i++) {
-  const k = Deno.args[i];
-  if (k in flags) {
-    const v = Number(Deno.args[++i]);
-    if (!Number.isFinite(v)) throw new Error(`${k} needs a number, got ${Deno.args[i]}`);
-    (a as unknown as Record<string, number>)[flags[k]] = v;
-  } else if (k === "--save") a.save = true;
-  else if (k === "--models-dir") a.modelsDir = Deno.args[++i];
-  else throw new Error(`unknown argument ${k} (see the header of experiments/racnn_cluttered.ts)`);
-}
+}, { script: "experiments/racnn_cluttered.ts" });
 
 const backend = await initBackend({ quiet: true, backend: Deno.env.get("ATTNKIT_BACKEND") ? undefined : "wasm" });
 console.log(`backend ${backend.name}`);

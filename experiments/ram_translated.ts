@@ -40,6 +40,7 @@ import {
   translatedMnist,
   withSeed,
 } from "../mod.ts";
+import { numberList, parseOptions } from "./cli.ts";
 
 interface Args {
   epochs: number;
@@ -68,7 +69,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = {
+  const defaults: Args = {
     epochs: 20,
     batch: 128,
     lr: 1e-3,
@@ -93,94 +94,15 @@ function parseArgs(argv: string[]): Args {
     rollouts: 1,
     oracle: false,
   };
-  const num = (k: string, v: string) => {
-    const x = Number(v);
-    if (!Number.isFinite(x)) throw new Error(`${k} takes a number, got ${v}`);
-    return x;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
-    switch (k) {
-      case "--epochs":
-        a.epochs = num(k, v());
-        break;
-      case "--batch":
-        a.batch = num(k, v());
-        break;
-      case "--lr":
-        a.lr = num(k, v());
-        break;
-      case "--std": {
-        const s = v().split(",").map((x) => num(k, x));
-        a.std = [s[0], s[1] ?? s[0]];
-        break;
-      }
-      case "--glimpses":
-        a.glimpses = num(k, v());
-        break;
-      case "--glimpse-size":
-        a.glimpseSize = num(k, v());
-        break;
-      case "--scales":
-        a.scales = num(k, v());
-        break;
-      case "--hidden":
-        a.hidden = num(k, v());
-        break;
-      case "--seed":
-        a.seed = num(k, v());
-        break;
-      case "--train":
-        a.train = num(k, v());
-        break;
-      case "--val":
-        a.val = num(k, v());
-        break;
-      case "--test":
-        a.test = num(k, v());
-        break;
-      case "--threads":
-        a.threads = num(k, v());
-        break;
-      case "--save":
-        a.save = true;
-        break;
-      case "--out":
-        a.out = v();
-        break;
-      case "--progress":
-        a.progress = true;
-        break;
-      case "--loc-lr":
-        a.locLr = num(k, v());
-        break;
-      case "--reinforce-weight":
-        a.reinforceWeight = num(k, v());
-        break;
-      case "--policy-warmup":
-        a.policyWarmup = num(k, v());
-        break;
-      case "--rollouts":
-        a.rollouts = num(k, v());
-        break;
-      case "--oracle":
-        a.oracle = true;
-        break;
-      case "--reflect":
-        a.reflect = true;
-        break;
-      case "--adv-norm":
-        a.advNorm = true;
-        break;
-      default:
-        throw new Error(`unknown argument ${k}`);
-    }
-  }
+  const a = parseOptions(argv, defaults, {
+    script: "experiments/ram_translated.ts",
+    convert: {
+      std: (t, flag): [number, number] => {
+        const s = numberList(t, flag);
+        return [s[0], s[1] ?? s[0]];
+      },
+    },
+  });
   if (a.train > 55000) {
     throw new Error(`--train: at most 55000 (digits 55,000-59,999 are the validation set), got ${a.train}`);
   }

@@ -29,6 +29,7 @@ import {
   stdoutIsTerminal,
   trainSat,
 } from "../mod.ts";
+import { parseOptions } from "./cli.ts";
 
 interface Args {
   train: number;
@@ -44,7 +45,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = {
+  const defaults: Args = {
     train: 25000,
     epochs: 2,
     test: 5000,
@@ -56,27 +57,7 @@ function parseArgs(argv: string[]): Args {
     progress: false,
     modelsDir: "data/models",
   };
-  const num: Record<string, keyof Args> = {
-    "--train": "train",
-    "--epochs": "epochs",
-    "--test": "test",
-    "--batch": "batch",
-    "--lr": "lr",
-    "--lambda": "lambda",
-    "--seed": "seed",
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k in num) {
-      const v = Number(argv[++i]);
-      if (!Number.isFinite(v)) throw new Error(`${k} needs a number, got ${argv[i]}`);
-      (a as unknown as Record<string, number>)[num[k]] = v;
-    } else if (k === "--save") a.save = true;
-    else if (k === "--progress") a.progress = true;
-    else if (k === "--models-dir") a.modelsDir = argv[++i];
-    else throw new Error(`unknown argument ${k} (see the header of experiments/sat_digits.ts)`);
-  }
-  return a;
+  return parseOptions(argv, defaults, { script: "experiments/sat_digits.ts" });
 }
 
 const a = parseArgs(Deno.args);
