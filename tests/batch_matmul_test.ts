@@ -7,20 +7,10 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-layers"; // registers the gradients
 import { initBackend } from "../lib/runtime/backend.ts";
 import { cpuBackend } from "../lib/runtime/kernels/cpu_fallback.ts";
+import { seededValues as rand } from "./support/tensors.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
 cpuBackend();
-
-function rand(shape: number[], seed: number): Float32Array {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /** Run `f` on both backends with the same inputs; returns [wasm, cpu] outputs. */
 async function both(shapes: number[][], f: (...xs: tf.Tensor[]) => tf.Tensor): Promise<Float32Array[]> {

@@ -10,20 +10,10 @@ import {
   conv2dBackpropInputViaMatMul,
 } from "../lib/runtime/kernels/conv2d_backprop_input.ts";
 import { reverseLeadingAxis } from "../lib/runtime/kernels/reverse.ts";
+import { seededValues as rand } from "./support/tensors.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
 cpuBackend();
-
-function rand(shape: number[], seed: number): Float32Array {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 type Pad = "same" | "valid" | number | [[number, number], [number, number], [number, number], [number, number]];
 const cases: [number[], number[], number | [number, number], Pad][] = [

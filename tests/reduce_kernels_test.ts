@@ -5,20 +5,10 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../lib/runtime/backend.ts";
 import { cpuBackend } from "../lib/runtime/kernels/cpu_fallback.ts";
+import { seededValues as rand } from "./support/tensors.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
 cpuBackend();
-
-function rand(shape: number[], seed: number): Float32Array {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const cases: [number[], number | number[] | null, boolean][] = [
   [[3, 4, 5], null, false],

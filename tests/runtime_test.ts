@@ -6,6 +6,7 @@ import * as tfl from "@tensorflow/tfjs-layers";
 import { initBackend } from "../lib/runtime/backend.ts";
 import { cpuBackend } from "../lib/runtime/kernels/cpu_fallback.ts";
 import { originalCpuKernel, registerTrainingKernels } from "../lib/runtime/kernels/register.ts";
+import { seededValues as rand } from "./support/tensors.ts";
 
 type Shape4 = [number, number, number, number];
 type Pad = "same" | "valid" | number | [
@@ -20,17 +21,6 @@ await initBackend({ backend: "wasm", quiet: true });
 cpuBackend(); // no "install tfjs-node" banner
 
 // ---------------------------------------------------------------- helpers --
-
-/** Deterministic pseudo-random values in [-1, 1). */
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 

@@ -33,3 +33,18 @@ export function permutePositions(x: tf.Tensor, perm: number[]): tf.Tensor {
     return tf.reshape(tf.gather(tf.reshape(x, [...lead, h * w, c]), perm, lead.length), s);
   });
 }
+
+/**
+ * Deterministic pseudo-random values in [-1, 1) (a linear congruential generator seeded by `seed`),
+ * `n` of them or as many as `shape` holds: the same inputs on every backend and run.
+ */
+export function seededValues(shapeOrSize: number[] | number, seed: number): Float32Array {
+  const n = typeof shapeOrSize === "number" ? shapeOrSize : shapeOrSize.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
