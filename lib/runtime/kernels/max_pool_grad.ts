@@ -15,6 +15,12 @@
  * (up to float32 rounding of the shift: two values closer than one ulp of the shift may tie, and a
  * tie goes to either, as with exact ties). Non-finite maxima go to the cpu kernel.
  *
+ * `MaxPoolGrad` (2D) does not use the native kernel at all: {@link maxPoolGrad2dWasmKernel} finds
+ * each window's maximum and adds `dy` there in one pass over the wasm heap. Besides being right for
+ * every window, it is 10x faster than the split above (which runs the native kernel twice, and the
+ * windows of a max pool after a ReLU are often all zero): on a 60x60 cluttered-MNIST CNN the two
+ * max-pool gradients had taken 40 of 150 ms of a training step.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
@@ -24,6 +30,86 @@ import type { KernelBackend, KernelConfig, Tensor } from "../../types.ts";
 
 /** `std::numeric_limits<float>::min()`: 2^-126, where the native kernels start their search. */
 export const NATIVE_MAX_POOL_START = 2 ** -126;
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+/**
+ * `MaxPoolGrad` on wasm (NHWC, float32) as one pass over the wasm heap: for each output cell
+ * `[b, y, x, c]` the first position of the window's strict maximum (searched from -Infinity, in row-major
+ * window order, as tfjs's cpu kernel `maxPoolPositions`: a window of only NaN or -Infinity gets no
+ * gradient) receives `dy[b, y, x, c]`; overlapping windows add up. Channels are the inner loop, so
+ * every read and write is contiguous.
+ *
+ * @param native the wasm backend's own `MaxPoolGrad`, used for non-float32 inputs.
+ * @returns the config to register in its place.
+ */
+export function maxPoolGrad2dWasmKernel(native: KernelConfig): KernelConfig {
+  return {
+    kernelName: native.kernelName,
+    backendName: "wasm",
+    setupFunc: native.setupFunc,
+    disposeFunc: native.disposeFunc,
+    kernelFunc: (args) => {
+      const dy = args.inputs.dy!, input = args.inputs.input!;
+      if (dy.dtype !== "float32" || input.dtype !== "float32") return native.kernelFunc(args);
+      const backend = args.backend as Any;
+      const { filterSize, strides, pad, dimRoundingMode } = args.attrs as Any;
+      const info = tf.backend_util.computePool2DInfo(
+        input.shape as [number, number, number, number],
+        filterSize,
+        strides,
+        1,
+        pad,
+        dimRoundingMode,
+      );
+      if (!tf.util.arraysEqual(info.outShape, dy.shape)) {
+        throw new Error(`MaxPoolGrad on wasm: dy has shape [${dy.shape}], the pool's output is [${info.outShape}]`);
+      }
+      const out = backend.makeOutput(input.shape, "float32") as tf.TensorInfo;
+      // the heap after makeOutput, which may grow it
+      const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
+      const xAt = backend.dataIdMap.get(input.dataId).memoryOffset / 4;
+      const dyAt = backend.dataIdMap.get(dy.dataId).memoryOffset / 4;
+      const dxAt = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+      const { batchSize, inHeight, inWidth, inChannels: ch, outHeight, outWidth } = info;
+      const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
+      const top = info.padInfo.top, left = info.padInfo.left;
+      heap.fill(0, dxAt, dxAt + tf.util.sizeFromShape(input.shape));
+      const best = new Float32Array(ch);
+      const where = new Int32Array(ch);
+      for (let b = 0; b < batchSize; b++) {
+        const xBatch = xAt + b * inHeight * inWidth * ch;
+        const dxBatch = dxAt - xAt + xBatch;
+        for (let oy = 0; oy < outHeight; oy++) {
+          const y0 = Math.max(0, oy * strideHeight - top);
+          const y1 = Math.min(inHeight, oy * strideHeight - top + filterHeight);
+          for (let ox = 0; ox < outWidth; ox++) {
+            const x0 = Math.max(0, ox * strideWidth - left);
+            const x1 = Math.min(inWidth, ox * strideWidth - left + filterWidth);
+            best.fill(-Infinity);
+            where.fill(-1);
+            for (let y = y0; y < y1; y++) {
+              for (let x = x0; x < x1; x++) {
+                const at = (y * inWidth + x) * ch;
+                for (let c = 0; c < ch; c++) {
+                  const v = heap[xBatch + at + c];
+                  if (v > best[c]) {
+                    best[c] = v;
+                    where[c] = at + c;
+                  }
+                }
+              }
+            }
+            const g = dyAt + ((b * outHeight + oy) * outWidth + ox) * ch;
+            for (let c = 0; c < ch; c++) if (where[c] >= 0) heap[dxBatch + where[c]] += heap[g + c];
+          }
+        }
+      }
+      return out;
+    },
+  };
+}
 
 /**
  * The wasm kernel config replacing `native` (tfjs-backend-wasm's `MaxPoolGrad` or

@@ -12,7 +12,7 @@ import { resizeBilinearGradCpuKernel, resizeBilinearGradWasmKernel } from "./res
 import { wasmBatchMatMulKernel } from "./batch_matmul.ts";
 import { fusedBatchNormGrad } from "./batch_norm_grad.ts";
 import { minMaxGrad } from "./min_max_grad.ts";
-import { maxPoolGradWasmKernel } from "./max_pool_grad.ts";
+import { maxPoolGrad2dWasmKernel, maxPoolGradWasmKernel } from "./max_pool_grad.ts";
 import { avgPoolGrad } from "./avg_pool_grad.ts";
 import type { KernelConfig } from "../../types.ts";
 
@@ -89,8 +89,9 @@ function override(config: KernelConfig, done: string[]): void {
  *   `DepthwiseConv2dNativeBackpropInput` as single forward convs, wasm's own
  *   `Conv2DBackpropInput` (a plain loop) replaced by one forward conv too, then a
  *   cpu fall-back for every other kernel the cpu backend has and wasm lacks
- *   (`UnsortedSegmentSum`, `Einsum`, ...; not complex64 ones), and `MaxPoolGrad` / `MaxPool3DGrad`
- *   wrapped so that windows of non-positive values keep their gradient (see `max_pool_grad.ts`),
+ *   (`UnsortedSegmentSum`, `Einsum`, ...; not complex64 ones), `MaxPoolGrad` replaced by one pass
+ *   over the wasm heap and `MaxPool3DGrad` wrapped, so that windows of non-positive values keep
+ *   their gradient (see `max_pool_grad.ts`),
  *   `MaxPool3D` and `MaxPoolWithArgmax` bridged to cpu (wasm's give 2^-126 for such windows).
  * - every backend: the `FusedBatchNorm` gradient replaced by one with a third of the full-size
  *   passes (tfjs-core's tiles the variance to the input's shape; see `batch_norm_grad.ts`), and
@@ -133,7 +134,7 @@ export function registerTrainingKernels(): TrainingKernelReport {
     addIfMissing(depthwiseBackpropInputKernel("wasm"), report.wasm);
     replaceWasm("BatchMatMul", wasmBatchMatMulKernel, report.wasm);
     // wasm's own max-pool gradients drop the windows whose maximum is not positive (max_pool_grad.ts)
-    replaceWasm("MaxPoolGrad", maxPoolGradWasmKernel, report.wasm);
+    replaceWasm("MaxPoolGrad", maxPoolGrad2dWasmKernel, report.wasm);
     replaceWasm("MaxPool3DGrad", maxPoolGradWasmKernel, report.wasm);
     // and MaxPool3D / MaxPoolWithArgmax (not XNNPACK's MaxPool) return 2^-126 for such windows: cpu's
     for (const name of ["MaxPool3D", "MaxPoolWithArgmax"]) {
