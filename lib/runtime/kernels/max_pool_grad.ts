@@ -15,12 +15,24 @@
  * (up to float32 rounding of the shift: two values closer than one ulp of the shift may tie, and a
  * tie goes to either, as with exact ties). Non-finite maxima go to the cpu kernel.
  *
+ * `MaxPoolGrad` (2-D) with finite maxima does not run the native loop at all: it runs
+ * {@link maxPoolGradDirect} (one pass over the windows, right for any sign), 5-10x faster.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { runOpsAsKernel } from "./as_kernel.ts";
 import { cpuFallbackKernel } from "./cpu_fallback.ts";
+import { maxPoolGradDirect } from "./max_pool_grad_direct.ts";
 import type { KernelBackend, KernelConfig, Tensor } from "../../types.ts";
+
+/** Attributes of the `MaxPoolGrad` kernel, as tfjs passes them. */
+interface PoolAttrs {
+  filterSize: number | [number, number];
+  strides: number | [number, number];
+  pad: "same" | "valid" | number;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+}
 
 /** `std::numeric_limits<float>::min()`: 2^-126, where the native kernels start their search. */
 export const NATIVE_MAX_POOL_START = 2 ** -126;
@@ -51,6 +63,22 @@ export function maxPoolGradWasmKernel(native: KernelConfig): KernelConfig {
       };
       return runOpsAsKernel(backend, { dy, input, output }, (t) => {
         const low = tf.min(t.output).dataSync()[0];
+        if (
+          native.kernelName === tf.MaxPoolGrad && t.input.rank === 4 && t.input.dtype === "float32" &&
+          Number.isFinite(low)
+        ) {
+          const a = args.attrs as unknown as PoolAttrs;
+          const info = tf.backend_util.computePool2DInfo(
+            t.input.shape as [number, number, number, number],
+            a.filterSize,
+            a.strides,
+            1,
+            a.pad,
+            a.dimRoundingMode,
+          );
+          const dx = maxPoolGradDirect(backend as never, t.dy, t.input, t.output, info);
+          return engine.makeTensorFromTensorInfo(dx, backend);
+        }
         if (low >= NATIVE_MAX_POOL_START) return nativeGrad(t.dy, t.input);
         if (!Number.isFinite(low)) {
           if (fallback == null) throw new Error(`${native.kernelName} on wasm: no cpu kernel for a non-finite input`);
