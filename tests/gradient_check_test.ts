@@ -239,14 +239,61 @@ Deno.test("max pooling over windows of negative values and zeros: wasm = cpu (fo
     "3x3 stride-1 maxPool gradient",
   ];
   names.forEach((name, i) => {
-    // overlapping windows add their dy in another order (float32 rounding): equal within 1e-6 there
-    const tol = name.includes("stride-1") ? 1e-6 : 0;
-    const at = wasm[i].findIndex((v, j) => !(Math.abs(v - cpu[i][j]) <= tol * Math.max(1, Math.abs(v))));
+    // the gradients sum overlapping windows' shares in another order than cpu: equal to float rounding
+    const at = wasm[i].findIndex((v, j) => !(Math.abs(v - cpu[i][j]) <= 1e-6 * Math.max(1, Math.abs(cpu[i][j]))));
     assert.equal(at, -1, `${name}: wasm differs from cpu at ${at}: ${wasm[i][at]} vs ${cpu[i][at]}`);
   });
   assert.deepEqual(wasm[7], cpu[7], `argmax indices ${wasm[7].slice(0, 8)} vs ${cpu[7].slice(0, 8)}`);
   // every window routes its dy somewhere: the gradient sums to sum(w)
   assert.ok(wasm[0].some((v) => v !== 0));
+});
+
+Deno.test("maxPool gradient on wasm = cpu over pool geometries, ties and padding", async () => {
+  // wasm's MaxPoolGrad is attnkit's pass over the heap (max_pool_grad.ts): the first maximum of each
+  // window in row-major order must get its gradient, as cpu's kernel gives it, for every geometry
+  const cases: [number | [number, number], number | [number, number], "same" | "valid" | number][] = [
+    [3, 2, "same"],
+    [3, 2, "valid"],
+    [2, 2, "valid"],
+    [3, 1, "same"],
+    [2, 1, "valid"],
+    [3, 3, "same"],
+    [[2, 3], [1, 2], "same"],
+    [1, 2, "valid"],
+    [3, 2, 1],
+  ];
+  const run = () =>
+    tf.tidy(() =>
+      cases.map(([k, s, pad]) => {
+        // rounded values: many ties; a relu: all-zero windows; negatives elsewhere
+        const x = tf.round(tf.mul(tf.randomNormal([2, 7, 9, 3], -0.3, 1, "float32", 7), 2));
+        const y0 = tf.maxPool(x as tf.Tensor4D, k, s, pad);
+        const w = tf.randomNormal(y0.shape, 0, 1, "float32", 8);
+        const f = (t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, k, s, pad), w));
+        const g = tf.grad(f)(x);
+        const gRelu = tf.grad((t: tf.Tensor) => f(tf.relu(t)))(x);
+        return [Array.from(g.dataSync()), Array.from(gRelu.dataSync())];
+      })
+    );
+  await tf.setBackend("wasm");
+  const before = tf.memory().numTensors;
+  const wasm = run();
+  assert.equal(tf.memory().numTensors, before, "tensors left behind");
+  await tf.setBackend("cpu");
+  const cpu = run();
+  cases.forEach((c, i) => {
+    for (const j of [0, 1]) {
+      // overlapping windows' shares are summed in another order than cpu's: equal to float rounding
+      const at = wasm[i][j].findIndex((v, m) =>
+        !(Math.abs(v - cpu[i][j][m]) <= 1e-6 * Math.max(1, Math.abs(cpu[i][j][m])))
+      );
+      assert.equal(
+        at,
+        -1,
+        `maxPool ${JSON.stringify(c)}${j ? " of a relu" : ""}: wasm ${wasm[i][j][at]}, cpu ${cpu[i][j][at]} at ${at}`,
+      );
+    }
+  });
 });
 
 for (const backend of BACKENDS) {
