@@ -3,8 +3,8 @@
  * translated MNIST, trained with the hybrid loss (classification NLL + REINFORCE with a baseline).
  *
  * `deno task experiment:ram [--epochs 20] [--batch 128] [--lr 1e-3] [--std 0.2,0.1] [--glimpses 8]
- * [--glimpse-size 12] [--scales 3] [--seed 1] [--train 55000] [--val 1000] [--test 10000] [--threads 1]
- * [--save] [--progress]`
+ * [--glimpse-size 12] [--scales 3] [--reward step] [--seed 1] [--train 55000] [--val 1000] [--test 10000]
+ * [--threads 1] [--save] [--progress]`
  *
  * Diagnostic options (off by default; see the README's RAM section for what they showed): `--loc-lr F` (the
  * location network's learning rate, a factor of `--lr`), `--adv-norm` (advantage over its batch std),
@@ -13,6 +13,10 @@
  * at the digit box's centre: not RAM, an upper bound of what the classifier learns from on-digit glimpses),
  * `--reinforce-weight W`. Every epoch also prints mean |mu_t|, the share of |mu_t| > 0.95 and the validation
  * glimpse-in-box rate per step.
+ *
+ * The reward: `--reward step|hit|prob|logprob` (default step: each location is rewarded by its glimpse's gain in
+ * log p(true class) plus the later gains discounted by `--discount G`, default 0.5, the shaped reward with which the
+ * policy learned to find the digit in this budget; hit is the paper's 0/1 reward; see `RamReward` and the README).
  *
  * Data: MNIST train digits 0-54,999 placed at new random positions every epoch; validation: 1,000
  * images made from digits 55,000-59,999; test: the MNIST test digits, placed with seed 12345.
@@ -33,6 +37,7 @@ import {
   loadMnist,
   numBatches,
   type RAMConfig,
+  type RamReward,
   RecurrentAttentionModel,
   saveRam,
   sliceMnist,
@@ -66,6 +71,8 @@ interface Args {
   policyWarmup: number;
   rollouts: number;
   oracle: boolean;
+  reward: string;
+  discount: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -93,6 +100,8 @@ function parseArgs(argv: string[]): Args {
     policyWarmup: 0,
     rollouts: 1,
     oracle: false,
+    reward: "step",
+    discount: 0.5,
   };
   const a = parseOptions(argv, defaults, {
     script: "experiments/ram_translated.ts",
@@ -103,6 +112,9 @@ function parseArgs(argv: string[]): Args {
       },
     },
   });
+  if (!["hit", "prob", "logprob", "step"].includes(a.reward)) {
+    throw new Error(`--reward: one of hit, prob, logprob, step, got '${a.reward}'`);
+  }
   if (a.train > 55000) {
     throw new Error(`--train: at most 55000 (digits 55,000-59,999 are the validation set), got ${a.train}`);
   }
@@ -159,6 +171,8 @@ const history = await trainRam(model, {
   policyWarmup: args.policyWarmup,
   rollouts: args.rollouts,
   oracle: args.oracle,
+  reward: args.reward as RamReward,
+  discount: args.discount,
   progress: args.progress ? true : "auto",
   onEpochEnd: (log) => {
     const cpu = process.cpuUsage(cpu0);
@@ -196,7 +210,9 @@ console.log(
 if (args.save) {
   const command = `deno task experiment:ram --epochs ${args.epochs} --batch ${args.batch} --lr ${args.lr} --std ${
     args.std.join(",")
-  } --glimpses ${args.glimpses} --glimpse-size ${args.glimpseSize} --scales ${args.scales} --seed ${args.seed} --train ${args.train} --val ${args.val} --test ${args.test} --save`;
+  } --glimpses ${args.glimpses} --glimpse-size ${args.glimpseSize} --scales ${args.scales} --seed ${args.seed} --train ${args.train} --val ${args.val} --test ${args.test} --reward ${args.reward}${
+    args.reward === "step" ? ` --discount ${args.discount}` : ""
+  } --save`;
   await saveRam(model, args.out, {
     name: "ram_translated",
     attention: "ram",

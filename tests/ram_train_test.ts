@@ -133,6 +133,46 @@ Deno.test("ramHybridLoss: the reward is the hit of the arg-max; the REINFORCE te
   ram.dispose();
 });
 
+Deno.test("ramHybridLoss rewards: prob is p(y), logprob log p(y); step rewards each location by its glimpse's gain in log p(y), discounted", () => {
+  const ram = new RecurrentAttentionModel(small);
+  withSeed(2, () => tf.tidy(() => void ram.apply(tf.zeros([1, 28, 28, 1]))));
+  const x = tf.randomUniform([3, 28, 28, 1], 0, 1, "float32", 7) as tf.Tensor4D;
+  const images = hostImages(x);
+  const labels = Int32Array.from([4, 1, 7]);
+  const before = tf.memory().numTensors;
+  tf.tidy(() => {
+    const r = ramRolloutHost(ram, images, { sample: true, rng: new Rng(3), everyStep: true });
+    const T = small.glimpses;
+    assert.equal(r.stepLogProbs!.length, T);
+    assert.deepEqual(Array.from(r.stepLogProbs![T - 1].dataSync()), Array.from(r.logProbs.dataSync()));
+    const lpy = r.stepLogProbs!.map((s) => Array.from(labels, (y, b) => s.dataSync()[b * 10 + y]));
+    // prob: the baseline's MSE target is p(y), the same for every step
+    const bl = r.baselines.arraySync();
+    const mse = (target: (b: number, j: number) => number) =>
+      bl.flatMap((row, b) => row.map((v, j) => (v - target(b, j)) ** 2)).reduce((a, v) => a + v, 0) / (3 * (T - 1));
+    const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-4, `${a} vs ${b}`);
+    close(ramHybridLoss(r, labels, 1, { reward: "prob" }).baseline.dataSync()[0], mse((b) => Math.exp(lpy[T - 1][b])));
+    close(ramHybridLoss(r, labels, 1, { reward: "logprob" }).baseline.dataSync()[0], mse((b) => lpy[T - 1][b]));
+    // step, discount 0.5: G_j = sum_{s > j} 0.5^(s-j-1) (log p_s - log p_{s-1}) (no floor reached here)
+    const G = (b: number, j: number) => {
+      let g = 0;
+      for (let s = T - 1; s > j; s--) g = lpy[s][b] - lpy[s - 1][b] + 0.5 * g;
+      return g;
+    };
+    const step = ramHybridLoss(r, labels, 1, { reward: "step" });
+    close(step.baseline.dataSync()[0], mse(G));
+    // the action loss adds the mean NLL of the intermediate glimpses
+    const nll = (t: number) => -lpy[t].reduce((a, v) => a + v, 0) / 3;
+    const inter = Array.from({ length: T - 1 }, (_, t) => nll(t)).reduce((a, v) => a + v, 0) / (T - 1);
+    close(step.action.dataSync()[0], nll(T - 1) + inter);
+    const plain = ramRolloutHost(ram, images, { sample: true, rng: new Rng(3) });
+    assert.throws(() => ramHybridLoss(plain, labels, 1, { reward: "step" }), /"step" reward needs .*everyStep/);
+  });
+  assert.equal(tf.memory().numTensors, before);
+  x.dispose();
+  ram.dispose();
+});
+
 Deno.test("trainRam: a short run on translated MNIST lowers the loss, leaks no tensors; save/load round trip", async () => {
   const digits = await loadMnist({ split: "train", limit: 768 });
   const ds = translatedMnist(digits, { size: 36, seed: 1 });

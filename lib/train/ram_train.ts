@@ -24,6 +24,13 @@
  * glimpses). Epoch logs carry mean |mu_t|, the share of saturated means and the validation
  * glimpse-in-box rate per step. None of them made the policy track the digit (README, RAM).
  *
+ * The reward (`reward`, {@link RamReward}): the paper's 0/1 hit after the last glimpse ("hit", the
+ * default), or a shaped one, where the reference differs from what learns in this budget: p(true
+ * class) ("prob"), log p ("logprob") or, per location, the gain in log p(true class) its glimpse
+ * brought plus the discounted later gains ("step"; the classifier then reads every intermediate
+ * state too). The 0/1 reward carries almost no signal while the classifier is at 20-30%; see the
+ * README's RAM section for what each measured.
+ *
  * Also here: evaluation with deterministic locations (mu_t, as at inference), the share of glimpse
  * centres inside the digit's box, and saving/loading the trained model (`weights.safetensors` in
  * PyTorch's state_dict names, `meta.json` with the config).
@@ -55,6 +62,8 @@ export interface RamRolloutOptions {
   boundary?: "clamp" | "reflect";
   /** Diagnostics: glimpse centres l_1 .. l_{T-1} given instead of the policy's ([N, 2], the same every step; no REINFORCE term). */
   fixedLocations?: Float32Array;
+  /** Also give the class log-probabilities after every glimpse (the classifier read at h_0 .. h_{T-1}; for the per-glimpse reward). Default false. */
+  everyStep?: boolean;
 }
 
 /** What {@link ramRolloutHost} gives. */
@@ -69,6 +78,8 @@ export interface RamHostRollout {
   locations: Float32Array;
   /** The policy means mu_1 .. mu_{T-1}, [N, T-1, 2] flattened step-major (diagnostics). */
   mus: Float32Array;
+  /** With `everyStep`: class log-probabilities after glimpses 0 .. T-1, each [N, K] (the last is `logProbs`). */
+  stepLogProbs?: Tensor2D[];
 }
 
 /** A standard normal draw (Box-Muller). */
@@ -117,6 +128,7 @@ export function ramRolloutHost(
   const logPi: Tensor[] = [];
   const bases: Tensor[] = [];
   const mus = new Float32Array(n * Math.max(0, T - 1) * 2);
+  const stepLogProbs: Tensor2D[] = [];
   for (let t = 0; t < T; t++) {
     for (let b = 0; b < n; b++) {
       locations[(b * T + t) * 2] = l[2 * b];
@@ -126,6 +138,7 @@ export function ramRolloutHost(
     const where = dense(tf.relu(dense(tf.tensor2d(l, [n, 2]), w.sensor.fc2)), w.sensor.fc4);
     const g = tf.relu(tf.add(dense(tf.relu(dense(phi, w.sensor.fc1)), w.sensor.fc3), where));
     h = tf.relu(tf.add(dense(g, w.i2h), dense(h, w.h2h)));
+    if (o.everyStep && t < T - 1) stepLogProbs.push(tf.logSoftmax(dense(h, w.classifier)) as Tensor2D);
     if (t === T - 1) break; // the location after the last glimpse is never used
     const hd = stopGradient(h);
     const mu = tf.tanh(dense(tf.relu(dense(hd, w.locFc)), w.locOut));
@@ -153,38 +166,73 @@ export function ramRolloutHost(
     l = next;
   }
   const stackOrEmpty = (xs: Tensor[]) => (xs.length ? tf.stack(xs, 1) : tf.zeros([n, 0])) as Tensor2D;
+  const logProbs = tf.logSoftmax(dense(h, w.classifier)) as Tensor2D;
   return {
-    logProbs: tf.logSoftmax(dense(h, w.classifier)) as Tensor2D,
+    logProbs,
     logPi: stackOrEmpty(logPi),
     baselines: stackOrEmpty(bases),
     locations,
     mus,
+    ...(o.everyStep ? { stepLogProbs: [...stepLogProbs, logProbs] } : {}),
   };
+}
+
+/**
+ * The reward REINFORCE maximises:
+ * - "hit": the paper's R = 1 for a correct class after the last glimpse, else 0;
+ * - "prob": R = p(true class) after the last glimpse (dense: it rises with every better glimpse
+ *   even while the arg-max is still wrong);
+ * - "logprob": R = log p(true class) after the last glimpse, floored at -5;
+ * - "step": location l_t is rewarded by what glimpse t added, log p_t(y) - log p_{t-1}(y) (the
+ *   classifier read after every glimpse, floored at -5), plus the later gains discounted by
+ *   `discount` (1: the return telescopes to log p_{T-1}(y) - log p_{t-1}(y)). The classifier then
+ *   also learns from every intermediate state (mean NLL of glimpses 0 .. T-2 added to the loss).
+ */
+export type RamReward = "hit" | "prob" | "logprob" | "step";
+
+/** Options of {@link ramHybridLoss} besides the REINFORCE weight. */
+export interface RamLossOptions {
+  /** Divide the advantage R - b_t by its batch standard deviation. Default false. */
+  normalizeAdvantage?: boolean;
+  /** Rollouts per image (consecutive rows): leave-one-out mean-reward baseline. Default 1. */
+  group?: number;
+  /** The reward (see {@link RamReward}). Default "hit" (the paper's). */
+  reward?: RamReward;
+  /** Discount of later glimpses' gains for the "step" reward. Default 0.5. */
+  discount?: number;
 }
 
 /** The hybrid loss's parts (scalars) and the batch's hits. */
 export interface RamLossParts {
   /** action + baseline + reinforceWeight * reinforce. */
   loss: Scalar;
-  /** NLL of the true class. */
+  /** NLL of the true class (after the last glimpse; with the "step" reward plus the mean NLL of the earlier glimpses). */
   action: Scalar;
   /** MSE of the baselines to the reward. */
   baseline: Scalar;
-  /** REINFORCE term (mean over the batch of sum_t -log pi_t (R - b_t)). */
+  /** REINFORCE term (mean over the batch of sum_t -log pi_t (R_t - b_t)). */
   reinforce: Scalar;
-  /** Correct classifications of the batch (the reward R, host copy). */
+  /** Correct classifications of the batch (host copy; the "hit" reward). */
   hits: Float32Array;
 }
 
-/** RAM's hybrid loss of a rollout and labels [N] (not tidied: call inside `minimize` or a tidy). */
+/** The floor of log-probability rewards (a confidently wrong class would otherwise dominate the batch's variance). */
+const LOG_REWARD_FLOOR = -5;
+
+/**
+ * RAM's hybrid loss of a rollout and labels [N] (not tidied: call inside `minimize` or a tidy).
+ * The reward is the paper's 0/1 hit unless `o.reward` says otherwise; "step" needs a rollout with
+ * `everyStep`.
+ */
 export function ramHybridLoss(
   r: RamHostRollout,
   labels: Int32Array,
   reinforceWeight = 1,
-  normalizeAdvantage = false,
-  group = 1,
+  o: RamLossOptions = {},
 ): RamLossParts {
   const [n, k] = r.logProbs.shape;
+  const kind = o.reward ?? "hit";
+  const group = o.group ?? 1;
   const lp = r.logProbs.dataSync();
   const hits = new Float32Array(n);
   for (let b = 0; b < n; b++) {
@@ -192,25 +240,65 @@ export function ramHybridLoss(
     for (let j = 1; j < k; j++) if (lp[b * k + j] > lp[b * k + best]) best = j;
     hits[b] = best === labels[b] ? 1 : 0;
   }
-  const reward = tf.tensor1d(hits);
-  const action = tf.neg(tf.mean(tf.sum(tf.mul(r.logProbs, tf.oneHot(tf.tensor1d(labels, "int32"), k)), 1))) as Scalar;
-  const baseline =
-    (r.baselines.shape[1] ? tf.mean(tf.square(tf.sub(r.baselines, tf.expandDims(reward, 1)))) : tf.scalar(0)) as Scalar;
+  const steps = r.logPi.shape[1];
+  const oneHot = tf.oneHot(tf.tensor1d(labels, "int32"), k);
+  const nll = (logProbs: Tensor) => tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHot), 1))) as Scalar;
+  let action = nll(r.logProbs);
+  // the reward: [N] (the same for every step) or [N, steps]
+  let reward: Tensor;
+  if (kind === "hit") reward = tf.tensor1d(hits);
+  else if (kind === "prob" || kind === "logprob") {
+    const R = new Float32Array(n);
+    for (let b = 0; b < n; b++) {
+      const l = lp[b * k + labels[b]];
+      R[b] = kind === "prob" ? Math.exp(l) : Math.max(LOG_REWARD_FLOOR, l);
+    }
+    reward = tf.tensor1d(R);
+  } else {
+    if (!r.stepLogProbs || r.stepLogProbs.length !== steps + 1) {
+      throw new Error(
+        `ramHybridLoss: the "step" reward needs the log-probabilities after each of the ${
+          steps + 1
+        } glimpses (rollout with everyStep), got ${r.stepLogProbs?.length ?? "none"}`,
+      );
+    }
+    if (group > 1) throw new Error(`ramHybridLoss: the "step" reward takes one rollout per image, got ${group}`);
+    const gamma = o.discount ?? 0.5;
+    const T = steps + 1;
+    const lpy = new Float32Array(n * T); // log p_t(y), floored
+    r.stepLogProbs.forEach((s, t) => {
+      const v = s.dataSync();
+      for (let b = 0; b < n; b++) lpy[b * T + t] = Math.max(LOG_REWARD_FLOOR, v[b * k + labels[b]]);
+    });
+    const G = new Float32Array(n * steps); // column j: the return of l_{j+1}
+    for (let b = 0; b < n; b++) {
+      let g = 0;
+      for (let j = steps - 1; j >= 0; j--) {
+        g = lpy[b * T + j + 1] - lpy[b * T + j] + gamma * g;
+        G[b * steps + j] = g;
+      }
+    }
+    reward = tf.tensor2d(G, [n, steps]);
+    if (steps > 0) action = tf.add(action, tf.mean(tf.stack(r.stepLogProbs.slice(0, steps).map(nll)))) as Scalar;
+  }
+  const target = reward.rank === 1 ? tf.expandDims(reward, 1) : reward;
+  const baseline = (steps ? tf.mean(tf.square(tf.sub(r.baselines, target))) : tf.scalar(0)) as Scalar;
   let reinforce = tf.scalar(0) as Scalar;
-  if (r.logPi.shape[1]) {
+  if (steps) {
     if (group > 1) {
       // M rollouts per image (consecutive): the baseline of a rollout is the mean reward of the
       // image's other M - 1 rollouts (leave-one-out: unbiased), the same for every step
+      const R = reward.dataSync();
       const adv = new Float32Array(n);
       for (let g0 = 0; g0 < n; g0 += group) {
         let sum = 0;
-        for (let i = g0; i < g0 + group; i++) sum += hits[i];
-        for (let i = g0; i < g0 + group; i++) adv[i] = hits[i] - (sum - hits[i]) / (group - 1);
+        for (let i = g0; i < g0 + group; i++) sum += R[i];
+        for (let i = g0; i < g0 + group; i++) adv[i] = R[i] - (sum - R[i]) / (group - 1);
       }
       reinforce = tf.mean(tf.sum(tf.mul(tf.neg(r.logPi), tf.expandDims(tf.tensor1d(adv), 1)), 1)) as Scalar;
-    } else if (normalizeAdvantage) {
+    } else if (o.normalizeAdvantage) {
       // (R - b_t) / its batch std: a per-batch step size that does not depend on how well the baseline fits
-      const adv = tf.sub(tf.expandDims(reward, 1), stopGradient(r.baselines));
+      const adv = tf.sub(target, stopGradient(r.baselines));
       const sd = tf.sqrt(tf.add(tf.mean(tf.square(tf.sub(adv, tf.mean(adv)))), 1e-6));
       reinforce = tf.mean(tf.sum(tf.mul(tf.neg(r.logPi), tf.div(adv, sd)), 1)) as Scalar;
     } else reinforce = reinforceLoss(r.logPi, reward, r.baselines);
@@ -291,6 +379,10 @@ export interface RamTrainOptions {
   rollouts?: number;
   /** Divide the advantage R - b_t by its batch standard deviation. Default false. */
   normalizeAdvantage?: boolean;
+  /** The reward of the location policy (see {@link RamReward}). Default "hit" (the paper's). */
+  reward?: RamReward;
+  /** Discount of the "step" reward. Default 0.5. */
+  discount?: number;
   /** Seed of the location noise (per epoch and batch). Default 0. */
   seed?: number;
   /** Terminal progress bar: true, false or "auto" (stdout is a terminal). Default "auto". */
@@ -395,8 +487,14 @@ export async function trainRam(
             rng,
             boundary: options.boundary,
             fixedLocations: oracle,
+            everyStep: options.reward === "step",
           });
-          const p = ramHybridLoss(r, labels, options.reinforceWeight ?? 1, options.normalizeAdvantage ?? false, M);
+          const p = ramHybridLoss(r, labels, options.reinforceWeight ?? 1, {
+            normalizeAdvantage: options.normalizeAdvantage,
+            group: M,
+            reward: options.reward,
+            discount: options.discount,
+          });
           const mus = r.mus;
           for (let i = 0; i < mus.length; i++) {
             const a = Math.abs(mus[i]);
