@@ -3,8 +3,8 @@
  * (4 clutter patches of 8x8, as in the RAM paper); prints test error, parameters, training time
  * and the localisation metrics of the spatial attention maps.
  *
- * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 50000] [--epochs 3]
- * [--val 1000] [--test 5000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--stages SPEC]
+ * `deno task experiment:cluttered [--models plain,se,cbam,...] [--train 50000] [--epochs 2]
+ * [--val 1000] [--test 10000] [--batch 64] [--lr 3e-3] [--seed 1] [--bn] [--head max|avg] [--stages SPEC]
  * [--att-stages 2,3,4] [--jobs 2] [--save] [--out .out/cluttered] [--report] [--progress]`
  *
  * `--report` prints the table of the results a run left in `--out` (one JSON per model) without
@@ -94,8 +94,8 @@ function parseArgs(argv: string[]): Args {
     models: DEFAULT_MODELS,
     train: 50000,
     val: 1000,
-    test: 5000,
-    epochs: 3,
+    test: 10000,
+    epochs: 2,
     batch: 64,
     lr: 3e-3,
     seed: 1,
