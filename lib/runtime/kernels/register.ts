@@ -16,6 +16,7 @@ import { maxPoolGrad2dWasmKernel, maxPoolGradWasmKernel } from "./max_pool_grad.
 import { avgPoolGrad } from "./avg_pool_grad.ts";
 import { wasmIdentityKernel, wasmSliceKernel } from "./slice.ts";
 import { wasmHeapReduceKernel } from "./reduce_heap.ts";
+import { wasmGemmConv2DKernel } from "./conv2d_gemm.ts";
 import type { KernelConfig } from "../../types.ts";
 
 /** What {@link registerTrainingKernels} did (kernel names per action). */
@@ -98,7 +99,9 @@ function override(config: KernelConfig, done: string[]): void {
  *   `MaxPool3D` and `MaxPoolWithArgmax` bridged to cpu (wasm's give 2^-126 for such windows),
  *   `Slice` replaced by one memmove per contiguous run inside the heap (tfjs's copies the whole
  *   input out of the heap first) and `Identity` by one that shares its input's storage (tfjs's
- *   copies it; see `slice.ts`).
+ *   copies it; see `slice.ts`), and `Conv2D` / `FusedConv2D` (stride 1, no bias or activation)
+ *   with few output positions per output channel as `W^T cols^T`, which packs the small im2col
+ *   matrix instead of re-packing the new filter of every training step (see `conv2d_gemm.ts`).
  * - every backend: the `FusedBatchNorm` gradient replaced by one with a third of the full-size
  *   passes (tfjs-core's tiles the variance to the input's shape; see `batch_norm_grad.ts`), and
  *   the `Max` / `Min` gradients without a broadcast `equal` (see `min_max_grad.ts`), and the
@@ -150,6 +153,9 @@ export function registerTrainingKernels(): TrainingKernelReport {
       const cpu = tf.getKernel(name, "cpu");
       if (cpu != null) replaceWasm(name, () => cpuFallbackKernel(cpu, "wasm"), report.wasm);
     }
+    // convolutions with few positions and a large filter as a product that does not re-pack it (conv2d_gemm.ts)
+    replaceWasm("FusedConv2D", wasmGemmConv2DKernel, report.wasm);
+    replaceWasm("Conv2D", wasmGemmConv2DKernel, report.wasm);
     // Sum / Mean over a block of axes before the last one: one heap pass, bit-equal (reduce_heap.ts)
     replaceWasm("Sum", (native) => wasmHeapReduceKernel("Sum", native), report.wasm);
     replaceWasm("Mean", (native) => wasmHeapReduceKernel("Mean", native), report.wasm);
