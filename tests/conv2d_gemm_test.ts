@@ -1,5 +1,5 @@
 // Conv2D / FusedConv2D with few positions on wasm as W^T cols^T (lib/runtime/kernels/conv2d_gemm.ts)
-// and the heap transpose2d it uses:
+// and the filter gradient as cols^T dy, and the heap transpose2d they use:
 // the route runs where it should, equals the cpu backend (odd, non-square shapes, batch > 1,
 // same / valid / explicit padding), propagates NaN, leaves gradients unchanged, leaks nothing.
 // Run: deno test -A tests/conv2d_gemm_test.ts
@@ -26,7 +26,8 @@ const cases: [number[], number[], Pad][] = [
 /** The fused conv on the current backend, as plain values. */
 function conv(x: Float32Array, xs: number[], w: Float32Array, ws: number[], pad: Pad, fused: boolean) {
   return tf.tidy(() => {
-    const xt = tf.tensor4d(x, xs as [number, number, number, number]), wt = tf.tensor4d(w, ws as [number, number, number, number]);
+    const xt = tf.tensor4d(x, xs as [number, number, number, number]),
+      wt = tf.tensor4d(w, ws as [number, number, number, number]);
     const y = fused ? tf.fused.conv2d({ x: xt, filter: wt, strides: 1, pad }) : tf.conv2d(xt, wt, 1, pad);
     return { values: Array.from(y.dataSync()), shape: y.shape };
   });
@@ -117,3 +118,38 @@ Deno.test("transpose2d on wasm equals tf.transpose (block edges, NaN)", () => {
     x.dispose();
   }
 });
+
+for (const [xs, ws, pad] of cases) {
+  Deno.test(`gemm filter gradient on wasm = cpu: x ${xs} w ${ws} pad ${JSON.stringify(pad)}`, async () => {
+    const x = rand(xs, 7);
+    x[5] = NaN;
+    const out: number[][] = [];
+    for (const backend of ["wasm", "cpu"]) {
+      await tf.setBackend(backend);
+      const start = tf.memory().numTensors;
+      const dw = tf.tidy(() => {
+        const xt = tf.tensor4d(x, xs as [number, number, number, number]);
+        const probe = tf.conv2d(xt, tf.zeros(ws as [number, number, number, number]), 1, pad);
+        const dy = tf.tensor(rand(probe.shape, 8), probe.shape);
+        return tf.engine().runKernel(
+          "Conv2DBackpropFilter",
+          { x: xt, dy },
+          { strides: 1, pad, dataFormat: "NHWC", filterShape: ws } as unknown as tf.NamedAttrMap,
+        ) as tf.Tensor;
+      });
+      out.push(Array.from(dw.dataSync()));
+      dw.dispose();
+      assert.equal(tf.memory().numTensors, start, "tensors leaked");
+    }
+    await tf.setBackend("wasm");
+    let nan = 0;
+    for (let i = 0; i < out[0].length; i++) {
+      const a = out[0][i], b = out[1][i];
+      if (Number.isNaN(b)) {
+        assert.ok(Number.isNaN(a), `[${i}]: ${a}, cpu NaN`);
+        nan++;
+      } else assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `[${i}]: ${a} vs cpu ${b}`);
+    }
+    assert.ok(nan > 0, "the NaN input reached no output");
+  });
+}

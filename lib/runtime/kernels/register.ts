@@ -32,6 +32,8 @@ export interface TrainingKernelReport {
 const ours = new WeakSet<tf.KernelFunc>();
 const ourGradients = new WeakSet<tf.GradConfig["gradFunc"]>();
 const originals = new Map<string, KernelConfig>();
+/** The wasm convolutions already replaced by conv2d_gemm.ts's kernel. */
+const gemmConvs = new Set<string>();
 
 /** Register `config` unless `backendName` already has that kernel. */
 function addIfMissing(config: KernelConfig, done: string[]): void {
@@ -154,8 +156,12 @@ export function registerTrainingKernels(): TrainingKernelReport {
       if (cpu != null) replaceWasm(name, () => cpuFallbackKernel(cpu, "wasm"), report.wasm);
     }
     // convolutions with few positions and a large filter as a product that does not re-pack it (conv2d_gemm.ts)
-    replaceWasm("FusedConv2D", wasmGemmConv2DKernel, report.wasm);
-    replaceWasm("Conv2D", wasmGemmConv2DKernel, report.wasm);
+    // (once: installLazyFusedConvGradients wraps FusedConv2D again after this, hiding ours)
+    for (const name of ["FusedConv2D", "Conv2D"]) {
+      if (gemmConvs.has(name) || tf.getKernel(name, "wasm") == null) continue;
+      replaceWasm(name, wasmGemmConv2DKernel, report.wasm);
+      gemmConvs.add(name);
+    }
     // Sum / Mean over a block of axes before the last one: one heap pass, bit-equal (reduce_heap.ts)
     replaceWasm("Sum", (native) => wasmHeapReduceKernel("Sum", native), report.wasm);
     replaceWasm("Mean", (native) => wasmHeapReduceKernel("Mean", native), report.wasm);
