@@ -107,7 +107,7 @@ interface FilterAttrs {
 /**
  * Kernel config computing `Conv2DBackpropFilter` (inputs `x`, `dy`; attrs
  * `strides`, `pad`, `dataFormat`, `dimRoundingMode`, `filterShape`) with
- * {@link conv2dBackpropFilterViaConv} on the given backend; on wasm, stride-1 NHWC convolutions
+ * {@link conv2dBackpropFilterViaConv} on the given backend; on wasm, NHWC convolutions
  * with few output positions per output channel as one matrix product instead
  * (`conv2dBackpropFilterViaGemm` in `conv2d_gemm.ts`).
  *
@@ -123,15 +123,14 @@ export function conv2dBackpropFilterKernel(
     kernelFunc: ({ inputs, backend, attrs }) => {
       const a = attrs as unknown as FilterAttrs;
       const x = inputs.x as tf.TensorInfo;
-      const unit = Array.isArray(a.strides) ? a.strides[0] === 1 && a.strides[1] === 1 : a.strides === 1;
       if (
-        backendName === "wasm" && unit && a.dataFormat !== "NCHW" && x.dtype === "float32" &&
+        backendName === "wasm" && a.dataFormat !== "NCHW" && x.dtype === "float32" &&
         a.filterShape[0] * a.filterShape[1] > 1
       ) {
         const info = nhwcConvInfo(
           x.shape as [number, number, number, number],
           a.filterShape,
-          1,
+          a.strides,
           a.pad,
           a.dimRoundingMode,
         );

@@ -28,22 +28,33 @@ import type { KernelBackend, KernelConfig, Tensor, Tensor4D } from "../../types.
 export const GEMM_MAX_POSITIONS_PER_COUT = 1 / 8;
 
 /**
- * The im2col matrix of `x` for a stride-1 convolution: `[N*Ho*Wo, kh*kw*Cin]`, columns in the
- * filter's `[kh, kw, Cin]` order.
+ * The im2col matrix of `x`: `[N*Ho*Wo, kh*kw*Cin]`, columns in the filter's `[kh, kw, Cin]`
+ * order. Each tap is a slice of the padded input; with stride `s`, a slice of `s*Ho` rows viewed
+ * as `[Ho, s]` and its phase 0 taken (one more slice).
  *
  * @param x input `[N, H, W, Cin]`.
- * @param info the convolution's geometry (stride 1, dilation 1).
+ * @param info the convolution's geometry (dilation 1).
  * @returns the `[N*Ho*Wo, kh*kw*Cin]` matrix.
  */
 export function im2col(x: Tensor4D, info: tf.backend_util.Conv2DInfo): Tensor {
   return tf.tidy(() => {
     const { filterHeight: kh, filterWidth: kw, outHeight: ho, outWidth: wo, padInfo } = info;
+    const { strideHeight: sh, strideWidth: sw } = info;
     const [n, h, w, c] = x.shape;
-    const bottom = Math.max(0, ho + kh - 1 - h - padInfo.top), right = Math.max(0, wo + kw - 1 - w - padInfo.left);
+    // rows up to the last tap's strided window: (kh - 1) + sh * ho
+    const bottom = Math.max(0, kh - 1 + sh * ho - h - padInfo.top);
+    const right = Math.max(0, kw - 1 + sw * wo - w - padInfo.left);
     const padded = tf.pad(x, [[0, 0], [padInfo.top, bottom], [padInfo.left, right], [0, 0]]);
     const taps: Tensor[] = [];
     for (let a = 0; a < kh; a++) {
-      for (let b = 0; b < kw; b++) taps.push(tf.slice(padded, [0, a, b, 0], [n, ho, wo, c]));
+      for (let b = 0; b < kw; b++) {
+        if (sh === 1 && sw === 1) {
+          taps.push(tf.slice(padded, [0, a, b, 0], [n, ho, wo, c]));
+          continue;
+        }
+        const window = tf.reshape(tf.slice(padded, [0, a, b, 0], [n, sh * ho, sw * wo, c]), [n, ho, sh, wo, sw, c]);
+        taps.push(tf.reshape(tf.slice(window, [0, 0, 0, 0, 0, 0], [n, ho, 1, wo, 1, c]), [n, ho, wo, c]));
+      }
     }
     return tf.reshape(taps.length === 1 ? taps[0] : tf.concat(taps, 3), [n * ho * wo, kh * kw * c]);
   });
@@ -51,21 +62,21 @@ export function im2col(x: Tensor4D, info: tf.backend_util.Conv2DInfo): Tensor {
 
 /**
  * The filter gradient runs as {@link conv2dBackpropFilterViaGemm} when
- * `N*Ho*Wo * GEMM_FILTER_MAX_POSITIONS_PER_COUT <= Cout` (stride 1, more than one tap): at 8x2x2
+ * `N*Ho*Wo * GEMM_FILTER_MAX_POSITIONS_PER_COUT <= Cout` (more than one tap): at 8x2x2
  * with 512 outputs 10.9 vs 15.7 ms, at 8x4x4 with 256 6.6 vs 8.8; at 8x8x8 with 128 (512
  * positions) 7.7 vs 7.4, at 8x16x16 with 64 9.3 vs 7.7.
  */
 export const GEMM_FILTER_MAX_POSITIONS_PER_COUT = 1 / 2;
 
 /**
- * The filter gradient of a stride-1 convolution as one matrix product,
+ * The filter gradient of a convolution (any stride, dilation 1) as one matrix product,
  * `dW = cols^T dy` (`[kh*kw*Cin, N*Ho*Wo] x [N*Ho*Wo, Cout]`): the packed operand is `dy`, small
  * when there are few positions. Summation order differs from the dilated-convolution path (about
  * 1e-6 relative).
  *
  * @param x input `[N, H, W, Cin]`.
  * @param dy output gradient `[N, Ho, Wo, Cout]`.
- * @param info the convolution's geometry (stride 1, dilation 1).
+ * @param info the convolution's geometry (dilation 1).
  * @returns `[kh, kw, Cin, Cout]`.
  */
 export function conv2dBackpropFilterViaGemm(x: Tensor4D, dy: Tensor4D, info: tf.backend_util.Conv2DInfo): Tensor4D {
@@ -79,7 +90,7 @@ export function conv2dBackpropFilterViaGemm(x: Tensor4D, dy: Tensor4D, info: tf.
 
 /**
  * The wasm `FusedConv2D` kernel: the transposed-filter product (see the module documentation) for
- * stride-1, dilation-1 NHWC float32 convolutions without bias or activation and with few output
+ * dilation-1 NHWC float32 convolutions (any stride) without bias or activation and with few output
  * positions per output channel; `native` for every other one.
  *
  * @param native the wasm backend's own `FusedConv2D`.
@@ -100,7 +111,7 @@ export function wasmGemmConv2DKernel(native: KernelConfig): KernelConfig {
       if (
         x == null || filter == null || bias != null || preluActivationWeights != null ||
         (a.activation != null && a.activation !== "linear") || a.dataFormat === "NCHW" ||
-        x.dtype !== "float32" || filter.dtype !== "float32" || !one(strides) || !one(dilations) ||
+        x.dtype !== "float32" || filter.dtype !== "float32" || !one(dilations) ||
         filter.shape[0] * filter.shape[1] === 1
       ) {
         return native.kernelFunc(args);
@@ -108,7 +119,7 @@ export function wasmGemmConv2DKernel(native: KernelConfig): KernelConfig {
       const info = tf.backend_util.computeConv2DInfo(
         x.shape as [number, number, number, number],
         filter.shape as [number, number, number, number],
-        1,
+        strides,
         1,
         a.pad as "same",
         a.dimRoundingMode as "floor" | undefined,
