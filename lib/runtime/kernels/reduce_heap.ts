@@ -14,7 +14,7 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
+import type * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
 
 // deno-lint-ignore no-explicit-any
