@@ -7,7 +7,7 @@
  * `+ g`, `* -lr`, `+ w`), Adam 12, each reading and writing the whole variable (ResNet-18's 62
  * variables, 11.7M weights: 35 ms of CPU time per momentum update on one thread, 120 ms per Adam
  * update). On wasm these classes compute the new value and slots of a variable in one pass
- * (`lib/runtime/kernels/simd_update.ts`) with the same float32 operations in the same order as
+ * (`lib/runtime/kernels/simd_loops.ts`) with the same float32 operations in the same order as
  * tfjs's ops, so the weights and slots are bit-equal to tfjs's. Elsewhere (cpu, webgpu), for
  * Nesterov's momentum, and for non-float32 variables, the update is tfjs's own ops.
  *
@@ -17,7 +17,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { adamUpdate, momentumUpdate } from "../runtime/kernels/simd_update.ts";
+import { adamUpdate, momentumUpdate } from "../runtime/kernels/simd_loops.ts";
 import type { Tensor, Variable } from "../types.ts";
 
 // deno-lint-ignore no-explicit-any

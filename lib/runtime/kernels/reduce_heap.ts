@@ -7,7 +7,8 @@
  * to bring the reduced axes last (6 ms for an `[8,32,32,64]` `sum(x, [0, 1, 2])`). When the reduced
  * axes are one contiguous block before the last axis, the tensor is already `[outer, R, inner]` in
  * memory; {@link wasmHeapReduceKernel} adds the R rows of each `[outer]` slab into `inner` float32
- * accumulators, channels as the inner loop (every read contiguous). The additions are those of
+ * accumulators, channels as the inner loop (every read contiguous; 4 channels at a time with
+ * WebAssembly SIMD, `simd_loops.ts`). The additions are those of
  * tfjs's kernel in its order (float32, starting from 0, the R elements in row-major order of the
  * reduced axes; the mean divides the sum by R), so the results are bit-equal to it, NaN and
  * Infinity included (the XNNPACK-pooling version in `reduce.ts` lost NaN and is not registered).
@@ -16,6 +17,7 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
+import { sumRows } from "./simd_loops.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -63,17 +65,16 @@ export function wasmHeapReduceKernel(kind: "Sum" | "Mean", native: KernelConfig)
       const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
       const xAt = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
       const outAt = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
-      const acc = new Float32Array(inner);
       for (let o = 0; o < outer; o++) {
-        acc.fill(0);
-        const slab = xAt + o * r * inner;
+        const slab = xAt + o * r * inner, to = outAt + o * inner;
+        heap.fill(0, to, to + inner);
+        // the first inner & ~3 columns 4 lanes at a time (simd_loops.ts), the rest here
+        const done = sumRows(backend, slab * 4, to * 4, r, inner);
         for (let j = 0; j < r; j++) {
           const row = slab + j * inner;
-          for (let c = 0; c < inner; c++) acc[c] += heap[row + c];
+          for (let c = done; c < inner; c++) heap[to + c] += heap[row + c];
         }
-        const to = outAt + o * inner;
-        if (kind === "Mean") { for (let c = 0; c < inner; c++) heap[to + c] = acc[c] / r; }
-        else heap.set(acc, to);
+        if (kind === "Mean") { for (let c = 0; c < inner; c++) heap[to + c] /= r; }
       }
       return out;
     },

@@ -1,6 +1,6 @@
 /**
- * The element-wise updates of momentum SGD and Adam as WebAssembly SIMD loops over the wasm
- * backend's own memory (for `lib/train/fused_optimizers.ts`).
+ * WebAssembly SIMD loops over the wasm backend's own memory: the element-wise updates of momentum
+ * SGD and Adam (for `lib/train/fused_optimizers.ts`) and column sums (for `reduce_heap.ts`).
  *
  * A JavaScript loop over the heap is slower than tfjs's whole-tensor ops here (44 vs 35 ms for
  * ResNet-18's momentum update: the float32 roundings cost scalar conversions), so the loops are a
@@ -43,7 +43,7 @@ const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
 const get = (i: number) => [0x20, ...leb(i)];
 const set = (i: number) => [0x21, ...leb(i)];
 const tee = (i: number) => [0x22, ...leb(i)];
-const I32_ADD = [0x6a], I32_AND = [0x71], I32_SHL = [0x74], I32_EQZ = [0x45], I32_LT_U = [0x49];
+const I32_ADD = [0x6a], I32_MUL = [0x6c], I32_AND = [0x71], I32_SHL = [0x74], I32_EQZ = [0x45], I32_LT_U = [0x49];
 const i32 = (v: number) => [0x41, ...leb(v & 0x7f) /* small non-negative constants only */];
 const LOAD = [0xfd, 0x00, 0x00, 0x00], STORE = [0xfd, 0x0b, 0x00, 0x00];
 const SPLAT = [0xfd, 0x13], SQRT = [0xfd, 0xe3, 0x01], ADD = [0xfd, 0xe4, 0x01];
@@ -186,10 +186,72 @@ function adamFunction(): number[] {
   return loopBody(7, 16, prologue, step, [[2, I32], [11, V128]]);
 }
 
+/**
+ * sumRows(x, out, rows, stride, span): `out[0:span] += x[r*stride : r*stride + span]` for each of
+ * `rows` rows, in row order (all in bytes; `span` a multiple of 16). Parameters 0-4; locals off 5,
+ * end 6.
+ */
+function sumRowsFunction(): number[] {
+  const code = [
+    ...get(0),
+    ...get(2),
+    ...get(3),
+    ...I32_MUL,
+    ...I32_ADD,
+    ...set(6),
+    0x02,
+    0x40, // block
+    ...get(4),
+    ...I32_EQZ,
+    0x0d,
+    0x00,
+    ...get(2),
+    ...I32_EQZ,
+    0x0d,
+    0x00,
+    0x03,
+    0x40, // loop (rows)
+    ...i32(0),
+    ...set(5),
+    0x03,
+    0x40, // loop (columns)
+    ...at(1, 5),
+    ...at(1, 5),
+    ...LOAD,
+    ...at(0, 5),
+    ...LOAD,
+    ...ADD,
+    ...STORE,
+    ...get(5),
+    ...i32(16),
+    ...I32_ADD,
+    ...tee(5),
+    ...get(4),
+    ...I32_LT_U,
+    0x0d,
+    0x00,
+    0x0b, // end columns
+    ...get(0),
+    ...get(3),
+    ...I32_ADD,
+    ...tee(0),
+    ...get(6),
+    ...I32_LT_U,
+    0x0d,
+    0x00,
+    0x0b, // end rows
+    0x0b, // end block
+    0x0b, // end function
+  ];
+  const body = [...vec([[...leb(2), I32]]), ...code];
+  return [...leb(body.length), ...body];
+}
+
 /** The module's bytes, importing `env.memory` (shared: the threaded build's memory). */
 function moduleBytes(shared: boolean): Uint8Array<ArrayBuffer> {
   const momentumType = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F32], [F32]]), 0x00];
   const adamType = [0x60, ...vec([...Array(8).fill([I32]), ...Array(8).fill([F32])]), 0x00];
+  const sumRowsType = [0x60, ...vec(Array(5).fill([I32])), 0x00];
   const limits = shared ? [0x03, 0x01, ...leb(65536)] : [0x00, 0x01];
   return new Uint8Array([
     0x00,
@@ -200,17 +262,25 @@ function moduleBytes(shared: boolean): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     0x00,
-    ...section(1, vec([momentumType, adamType])),
+    ...section(1, vec([momentumType, adamType, sumRowsType])),
     ...section(2, vec([[...bytesOf("env"), ...bytesOf("memory"), 0x02, ...limits]])),
-    ...section(3, vec([[0x00], [0x01]])),
-    ...section(7, vec([[...bytesOf("momentum"), 0x00, 0x00], [...bytesOf("adam"), 0x00, 0x01]])),
-    ...section(10, vec([momentumFunction(), adamFunction()])),
+    ...section(3, vec([[0x00], [0x01], [0x02]])),
+    ...section(
+      7,
+      vec([
+        [...bytesOf("momentum"), 0x00, 0x00],
+        [...bytesOf("adam"), 0x00, 0x01],
+        [...bytesOf("sumRows"), 0x00, 0x02],
+      ]),
+    ),
+    ...section(10, vec([momentumFunction(), adamFunction(), sumRowsFunction()])),
   ]);
 }
 
 interface Loops {
   momentum: (...args: number[]) => void;
   adam: (...args: number[]) => void;
+  sumRows: (x: number, out: number, rows: number, stride: number, span: number) => void;
 }
 
 const instances = new WeakMap<object, Loops | null>();
@@ -350,4 +420,25 @@ export function adamUpdate(
   }
   const engine = tf.engine();
   return outs.map((o) => engine.makeTensorFromTensorInfo(o, backend)) as [tf.Tensor, tf.Tensor, tf.Tensor];
+}
+
+/**
+ * Column sums on the wasm heap: `out[c] += x[r, c]` for each row `r` of a float32 `[rows, inner]`
+ * block at byte offset `xAt`, into `inner` floats at `outAt` (which the caller zeroes), one row
+ * after another (each column's additions in row order, float32: what tfjs's `Sum` does after its
+ * transpose). The first `inner & ~3` columns run 4 lanes at a time.
+ *
+ * @param backend the wasm backend.
+ * @param xAt byte offset of the block.
+ * @param outAt byte offset of the sums.
+ * @param rows rows of the block.
+ * @param inner floats per row.
+ * @returns the columns summed (`inner & ~3`), 0 where the loop cannot run; the caller sums the rest.
+ */
+export function sumRows(backend: Any, xAt: number, outAt: number, rows: number, inner: number): number {
+  const loops = loopsFor(backend);
+  const span = inner & ~3;
+  if (loops == null || span === 0) return 0;
+  loops.sumRows(xAt, outAt, rows, inner * 4, span * 4);
+  return span;
 }
