@@ -23,6 +23,7 @@ import * as tfl from "@tensorflow/tfjs-layers";
 import { fileIO } from "../interop/file_io.ts";
 import { hashSeed, withSeededRandom } from "../data/rng.ts";
 import { type ProgressBar, stdoutIsTerminal, terminalProgress } from "./progress.ts";
+import * as fused from "./fused_optimizers.ts";
 import type { LayersModel, Scalar, Tensor } from "../types.ts";
 
 /** A batch for the loop. The loop disposes `xs` and `ys`. */
@@ -96,7 +97,7 @@ export interface EpochLog {
 export interface TrainOptions {
   /** Total epochs (a resumed run continues up to this). */
   epochs: number;
-  /** Optimizer. Default "adam". */
+  /** Optimizer. Default "adam". Adam and momentum (0.9) update each variable in one SIMD pass on wasm, bit-equal to tfjs's (`fused_optimizers.ts`). */
   optimizer?: "adam" | "sgd" | "momentum";
   /**
    * Learning rate, or a schedule of the position in training `t = epoch + batch / batches`
@@ -242,11 +243,11 @@ type AnyOptimizer = tf.Optimizer & { learningRate?: number };
 function makeOptimizer(kind: string, lr: number): AnyOptimizer {
   switch (kind) {
     case "adam":
-      return tf.train.adam(lr) as unknown as AnyOptimizer;
+      return fused.adam(lr) as unknown as AnyOptimizer;
     case "sgd":
       return tf.train.sgd(lr) as unknown as AnyOptimizer;
     case "momentum":
-      return tf.train.momentum(lr, 0.9) as unknown as AnyOptimizer;
+      return fused.momentum(lr, 0.9) as unknown as AnyOptimizer;
   }
   throw new Error(`train: unknown optimizer '${kind}' (adam, sgd, momentum)`);
 }

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { runOpsAsKernel, windowAxis } from "./as_kernel.ts";
+import { conv2dBackpropFilterViaGemm, GEMM_FILTER_MAX_POSITIONS_PER_COUT } from "./conv2d_gemm.ts";
 import type { KernelBackend, KernelConfig, Tensor4D } from "../../types.ts";
 
 /** Explicit NHWC padding `[[0, 0], [top, bottom], [left, right], [0, 0]]`. */
@@ -106,7 +107,9 @@ interface FilterAttrs {
 /**
  * Kernel config computing `Conv2DBackpropFilter` (inputs `x`, `dy`; attrs
  * `strides`, `pad`, `dataFormat`, `dimRoundingMode`, `filterShape`) with
- * {@link conv2dBackpropFilterViaConv} on the given backend.
+ * {@link conv2dBackpropFilterViaConv} on the given backend; on wasm, NHWC convolutions
+ * with few output positions per output channel as one matrix product instead
+ * (`conv2dBackpropFilterViaGemm` in `conv2d_gemm.ts`).
  *
  * @param backendName backend to register for ("wasm", "cpu", ...).
  * @returns a config for `tf.registerKernel`.
@@ -119,6 +122,28 @@ export function conv2dBackpropFilterKernel(
     backendName,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const a = attrs as unknown as FilterAttrs;
+      const x = inputs.x as tf.TensorInfo;
+      if (
+        backendName === "wasm" && a.dataFormat !== "NCHW" && x.dtype === "float32" &&
+        a.filterShape[0] * a.filterShape[1] > 1
+      ) {
+        const info = nhwcConvInfo(
+          x.shape as [number, number, number, number],
+          a.filterShape,
+          a.strides,
+          a.pad,
+          a.dimRoundingMode,
+        );
+        const positions = info.batchSize * info.outHeight * info.outWidth;
+        if (positions > 0 && positions <= info.outChannels * GEMM_FILTER_MAX_POSITIONS_PER_COUT) {
+          // few positions: one product whose packed operand is the small dy (conv2d_gemm.ts)
+          return runOpsAsKernel(
+            backend as KernelBackend,
+            inputs,
+            (t) => conv2dBackpropFilterViaGemm(t.x as Tensor4D, t.dy as Tensor4D, info),
+          );
+        }
+      }
       return runOpsAsKernel(
         backend as KernelBackend,
         inputs,

@@ -14,6 +14,9 @@ import { fusedBatchNormGrad } from "./batch_norm_grad.ts";
 import { minMaxGrad } from "./min_max_grad.ts";
 import { maxPoolGrad2dWasmKernel, maxPoolGradWasmKernel } from "./max_pool_grad.ts";
 import { avgPoolGrad } from "./avg_pool_grad.ts";
+import { wasmIdentityKernel, wasmSliceKernel } from "./slice.ts";
+import { wasmHeapReduceKernel } from "./reduce_heap.ts";
+import { wasmGemmConv2DKernel } from "./conv2d_gemm.ts";
 import type { KernelConfig } from "../../types.ts";
 
 /** What {@link registerTrainingKernels} did (kernel names per action). */
@@ -29,6 +32,8 @@ export interface TrainingKernelReport {
 const ours = new WeakSet<tf.KernelFunc>();
 const ourGradients = new WeakSet<tf.GradConfig["gradFunc"]>();
 const originals = new Map<string, KernelConfig>();
+/** The wasm convolutions already replaced by conv2d_gemm.ts's kernel. */
+const gemmConvs = new Set<string>();
 
 /** Register `config` unless `backendName` already has that kernel. */
 function addIfMissing(config: KernelConfig, done: string[]): void {
@@ -83,8 +88,9 @@ function override(config: KernelConfig, done: string[]): void {
  *   that runs batched and transposed products as XNNPACK 1x1 convolutions (tfjs's own runs
  *   them as a scalar loop, 8-11x slower; see `batch_matmul.ts`), `Conv2DBackpropInput` (NHWC)
  *   replaced by one forward conv of the dilated gradient (tfjs's is a scalar loop: half of a
- *   ResNet training step), `Sum` / `Mean` / `Max` over a block of axes before the last one as
- *   XNNPACK pooling in place (tfjs's transposes the whole tensor first; see `reduce.ts`),
+ *   ResNet training step), `Sum` / `Mean` over a block of axes before the last one as one pass
+ *   over the wasm heap, bit-equal to tfjs's (which transposes the whole tensor first; see
+ *   `reduce_heap.ts`; the XNNPACK-pooling version of `reduce.ts` lost NaN and is not registered),
  *   `Conv2DBackpropFilter`, `DepthwiseConv2dNativeBackpropFilter` and
  *   `DepthwiseConv2dNativeBackpropInput` as single forward convs, wasm's own
  *   `Conv2DBackpropInput` (a plain loop) replaced by one forward conv too, then a
@@ -92,7 +98,12 @@ function override(config: KernelConfig, done: string[]): void {
  *   (`UnsortedSegmentSum`, `Einsum`, ...; not complex64 ones), `MaxPoolGrad` replaced by one pass
  *   over the wasm heap and `MaxPool3DGrad` wrapped, so that windows of non-positive values keep
  *   their gradient (see `max_pool_grad.ts`),
- *   `MaxPool3D` and `MaxPoolWithArgmax` bridged to cpu (wasm's give 2^-126 for such windows).
+ *   `MaxPool3D` and `MaxPoolWithArgmax` bridged to cpu (wasm's give 2^-126 for such windows),
+ *   `Slice` replaced by one memmove per contiguous run inside the heap (tfjs's copies the whole
+ *   input out of the heap first) and `Identity` by one that shares its input's storage (tfjs's
+ *   copies it; see `slice.ts`), and `Conv2D` / `FusedConv2D` (stride 1, no bias or activation)
+ *   with few output positions per output channel as `W^T cols^T`, which packs the small im2col
+ *   matrix instead of re-packing the new filter of every training step (see `conv2d_gemm.ts`).
  * - every backend: the `FusedBatchNorm` gradient replaced by one with a third of the full-size
  *   passes (tfjs-core's tiles the variance to the input's shape; see `batch_norm_grad.ts`), and
  *   the `Max` / `Min` gradients without a broadcast `equal` (see `min_max_grad.ts`), and the
@@ -133,6 +144,9 @@ export function registerTrainingKernels(): TrainingKernelReport {
     addIfMissing(depthwiseBackpropFilterKernel("wasm"), report.wasm);
     addIfMissing(depthwiseBackpropInputKernel("wasm"), report.wasm);
     replaceWasm("BatchMatMul", wasmBatchMatMulKernel, report.wasm);
+    // tfjs's Slice copies its whole input out of the heap first, its Identity copies it (slice.ts)
+    replaceWasm("Slice", wasmSliceKernel, report.wasm);
+    replaceWasm("Identity", wasmIdentityKernel, report.wasm);
     // wasm's own max-pool gradients drop the windows whose maximum is not positive (max_pool_grad.ts)
     replaceWasm("MaxPoolGrad", maxPoolGrad2dWasmKernel, report.wasm);
     replaceWasm("MaxPool3DGrad", maxPoolGradWasmKernel, report.wasm);
@@ -141,6 +155,16 @@ export function registerTrainingKernels(): TrainingKernelReport {
       const cpu = tf.getKernel(name, "cpu");
       if (cpu != null) replaceWasm(name, () => cpuFallbackKernel(cpu, "wasm"), report.wasm);
     }
+    // convolutions with few positions and a large filter as a product that does not re-pack it (conv2d_gemm.ts)
+    // (once: installLazyFusedConvGradients wraps FusedConv2D again after this, hiding ours)
+    for (const name of ["FusedConv2D", "Conv2D"]) {
+      if (gemmConvs.has(name) || tf.getKernel(name, "wasm") == null) continue;
+      replaceWasm(name, wasmGemmConv2DKernel, report.wasm);
+      gemmConvs.add(name);
+    }
+    // Sum / Mean over a block of axes before the last one: one heap pass, bit-equal (reduce_heap.ts)
+    replaceWasm("Sum", (native) => wasmHeapReduceKernel("Sum", native), report.wasm);
+    replaceWasm("Mean", (native) => wasmHeapReduceKernel("Mean", native), report.wasm);
     // The XNNPACK-pooling reductions of reduce.ts (Sum/Mean/Max in place) are not registered: XNNPACK's
     // pooling loses NaN (a NaN input gave finite outputs in SK), and a NaN input must show in the output.
     const own = tf.getKernel(tf.Conv2DBackpropInput, "wasm");

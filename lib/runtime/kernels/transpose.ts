@@ -78,3 +78,39 @@ export function registerMergedTranspose(): boolean {
   tf.registerKernel(merged);
   return true;
 }
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+/** The block edge of {@link transpose2d} (16: 4.0 ms for a 4608x512 matrix; 8: 4.8, 32: 5.3). */
+const BLOCK = 16;
+
+/**
+ * The transpose of a float32 matrix. On wasm one blocked pass over the heap: tfjs-backend-wasm
+ * 4.22's `Transpose` took 10 ms for a 4608x512 matrix (a 3x3 512->512 filter), this 4.0 ms.
+ * Elsewhere (or another dtype) `tf.transpose`.
+ *
+ * @param x `[rows, cols]`.
+ * @returns `[cols, rows]`, a new tensor.
+ */
+export function transpose2d(x: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() !== "wasm" || x.dtype !== "float32") return tf.transpose(x);
+  const [rows, cols] = x.shape;
+  const backend = tf.backend() as Any;
+  const out = backend.makeOutput([cols, rows], "float32") as tf.TensorInfo;
+  // the heap after makeOutput, which may grow it
+  const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
+  const src = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
+  const dst = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+  for (let i0 = 0; i0 < rows; i0 += BLOCK) {
+    const i1 = Math.min(rows, i0 + BLOCK);
+    for (let j0 = 0; j0 < cols; j0 += BLOCK) {
+      const j1 = Math.min(cols, j0 + BLOCK);
+      for (let j = j0; j < j1; j++) {
+        const to = dst + j * rows;
+        for (let i = i0; i < i1; i++) heap[to + i] = heap[src + i * cols + j];
+      }
+    }
+  }
+  return tf.engine().makeTensorFromTensorInfo(out, backend) as tf.Tensor2D;
+}
