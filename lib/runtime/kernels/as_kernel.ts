@@ -17,7 +17,8 @@ import type { KernelBackend, Tensor } from "../../types.ts";
  * caller's data); the wrappers and every intermediate are disposed, and the
  * result's data gets one extra backend reference that the engine's output
  * tensor then owns. Net effect: `tf.memory().numTensors` is unchanged apart
- * from the kernel's own output.
+ * from the kernel's own output. While `body` runs, `tf.profile` stops recording: a profile lists
+ * the registered kernel once, not also the ops it is written with (whose MACs it would count twice).
  *
  * @param backend the backend the kernel runs on (the engine's current one).
  * @param inputs the kernel's named inputs; `null` entries are skipped.
@@ -36,6 +37,10 @@ export function runOpsAsKernel(
     backend.incRef(info.dataId);
     wrapped[name] = engine.makeTensorFromTensorInfo(info, backend);
   }
+  // tfjs-core's engine records each kernel it runs while `state.profiling` is set
+  const state = (engine as unknown as { state: { profiling: boolean } }).state;
+  const profiling = state.profiling;
+  state.profiling = false;
   try {
     const out = tf.tidy(() => body(wrapped));
     backend.incRef(out.dataId); // the reference the engine's output will own
@@ -43,6 +48,7 @@ export function runOpsAsKernel(
     out.dispose();
     return result;
   } finally {
+    state.profiling = profiling;
     for (const t of Object.values(wrapped)) t.dispose();
   }
 }
