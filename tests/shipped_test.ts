@@ -8,7 +8,7 @@ import { loadMnist } from "../lib/data/mnist.ts";
 import { clutteredMnist } from "../lib/data/digits.ts";
 import { batches, disposeBatch } from "../lib/data/batches.ts";
 import { captureAttention } from "../lib/capture.ts";
-import { shippedAttention, shippedAttentionFigure } from "../lib/train/shipped_views.ts";
+import { shippedAttention, shippedAttentionFigure, shippedModelRow } from "../lib/train/shipped_views.ts";
 
 await initBackend({ backend: "wasm", quiet: true });
 // the cluttered-MNIST models of the experiment (other shipped models have tests of their own)
@@ -97,4 +97,20 @@ Deno.test("shippedAttention: test images, boxes, predictions and maps of a shipp
   }
   await assert.rejects(() => shippedAttention(spatialModel.name, { count: 0 }), /expected count >= 1/);
   assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("shippedModelRow: the pointing of the deepest map (fewest cells), whatever the keys' order", () => {
+  const meta = {
+    name: "m",
+    attention: "ltpa",
+    testError: 0.05,
+    params: 10,
+    epochs: 2,
+    localisation: {
+      s3_att: { pointing: 0.9, massInBox: 0.5, mapSize: [15, 15] },
+      s2_att: { pointing: 0.8, massInBox: 0.4, mapSize: [30, 30] },
+    },
+  } as unknown as Parameters<typeof shippedModelRow>[0];
+  assert.equal(shippedModelRow(meta)["pointing % (deepest map)"], 90);
+  assert.equal(shippedModelRow({ ...meta, localisation: {} })["pointing % (deepest map)"], "-");
 });

@@ -184,7 +184,12 @@ export function shippedModelFigure(
 /** One summary row of a shipped model's `meta.json` (for tables). */
 export function shippedModelRow(meta: ShippedModelMeta): Record<string, string | number> {
   const maps = Object.entries(meta.localisation ?? {}).filter(([k]) => k !== "ink");
-  const deepest = maps.at(-1);
+  // the deepest map, as the figure's: the fewest cells (the last on a tie); the keys' order is not the stages'
+  const cells = (m: { mapSize?: number[] }) => (m.mapSize ?? []).reduce((a, b) => a * b, 1);
+  const deepest = maps.reduce<(typeof maps)[number] | undefined>(
+    (best, m) => (best === undefined || cells(m[1]) <= cells(best[1]) ? m : best),
+    undefined,
+  );
   return {
     model: meta.name,
     attention: meta.attention ?? "none",
