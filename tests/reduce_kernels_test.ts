@@ -1,5 +1,5 @@
-// Sum / Mean / Max on wasm through in-place pooling (lib/runtime/kernels/reduce.ts): equal to the
-// cpu backend for every axis pattern (pooled or not), keepDims, negative axes and large blocks.
+// Sum / Mean / Max on wasm as registered (Sum / Mean: the heap pass of lib/runtime/kernels/reduce_heap.ts
+// where the axes allow): equal to the cpu backend for every axis pattern, keepDims, negative axes and large blocks.
 // Run: deno test -A tests/reduce_kernels_test.ts
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";

@@ -11,7 +11,7 @@
  * WebAssembly SIMD, `simd_loops.ts`). The additions are those of
  * tfjs's kernel in its order (float32, starting from 0, the R elements in row-major order of the
  * reduced axes; the mean divides the sum by R), so the results are bit-equal to it, NaN and
- * Infinity included (the XNNPACK-pooling version in `reduce.ts` lost NaN and is not registered).
+ * Infinity included (an earlier version as XNNPACK pooling in place lost NaN and was removed).
  *
  * @module
  */

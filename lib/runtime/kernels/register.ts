@@ -90,7 +90,7 @@ function override(config: KernelConfig, done: string[]): void {
  *   replaced by one forward conv of the dilated gradient (tfjs's is a scalar loop: half of a
  *   ResNet training step), `Sum` / `Mean` over a block of axes before the last one as one pass
  *   over the wasm heap, bit-equal to tfjs's (which transposes the whole tensor first; see
- *   `reduce_heap.ts`; the XNNPACK-pooling version of `reduce.ts` lost NaN and is not registered),
+ *   `reduce_heap.ts`; an earlier XNNPACK-pooling version lost NaN and was removed),
  *   `Conv2DBackpropFilter`, `DepthwiseConv2dNativeBackpropFilter` and
  *   `DepthwiseConv2dNativeBackpropInput` as single forward convs, wasm's own
  *   `Conv2DBackpropInput` (a plain loop) replaced by one forward conv too, then a
@@ -165,8 +165,7 @@ export function registerTrainingKernels(): TrainingKernelReport {
     // Sum / Mean over a block of axes before the last one: one heap pass, bit-equal (reduce_heap.ts)
     replaceWasm("Sum", (native) => wasmHeapReduceKernel("Sum", native), report.wasm);
     replaceWasm("Mean", (native) => wasmHeapReduceKernel("Mean", native), report.wasm);
-    // The XNNPACK-pooling reductions of reduce.ts (Sum/Mean/Max in place) are not registered: XNNPACK's
-    // pooling loses NaN (a NaN input gave finite outputs in SK), and a NaN input must show in the output.
+    // (Reductions as XNNPACK pooling in place, tried before, lost NaN: a NaN input gave finite outputs in SK.)
     const own = tf.getKernel(tf.Conv2DBackpropInput, "wasm");
     if (own == null || !ours.has(own.kernelFunc)) {
       override(conv2dBackpropInputKernel("wasm", own ?? undefined), report.wasm);
