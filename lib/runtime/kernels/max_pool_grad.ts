@@ -26,13 +26,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { runOpsAsKernel } from "./as_kernel.ts";
 import { cpuFallbackKernel } from "./cpu_fallback.ts";
+import { heapFloat32, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 import type { KernelBackend, KernelConfig, Tensor } from "../../types.ts";
 
 /** `std::numeric_limits<float>::min()`: 2^-126, where the native kernels start their search. */
 export const NATIVE_MAX_POOL_START = 2 ** -126;
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
 
 /**
  * `MaxPoolGrad` on wasm (NHWC, float32) as one pass over the wasm heap: for each output cell
@@ -53,8 +51,8 @@ export function maxPoolGrad2dWasmKernel(native: KernelConfig): KernelConfig {
     kernelFunc: (args) => {
       const dy = args.inputs.dy!, input = args.inputs.input!;
       if (dy.dtype !== "float32" || input.dtype !== "float32") return native.kernelFunc(args);
-      const backend = args.backend as Any;
-      const { filterSize, strides, pad, dimRoundingMode } = args.attrs as Any;
+      const backend = args.backend as unknown as WasmHeapBackend;
+      const { filterSize, strides, pad, dimRoundingMode } = args.attrs as unknown as tf.MaxPoolGradAttrs;
       const info = tf.backend_util.computePool2DInfo(
         input.shape as [number, number, number, number],
         filterSize,
@@ -66,12 +64,11 @@ export function maxPoolGrad2dWasmKernel(native: KernelConfig): KernelConfig {
       if (!tf.util.arraysEqual(info.outShape, dy.shape)) {
         throw new Error(`MaxPoolGrad on wasm: dy has shape [${dy.shape}], the pool's output is [${info.outShape}]`);
       }
-      const out = backend.makeOutput(input.shape, "float32") as tf.TensorInfo;
-      // the heap after makeOutput, which may grow it
-      const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
-      const xAt = backend.dataIdMap.get(input.dataId).memoryOffset / 4;
-      const dyAt = backend.dataIdMap.get(dy.dataId).memoryOffset / 4;
-      const dxAt = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+      const out = backend.makeOutput(input.shape, "float32");
+      const heap = heapFloat32(backend); // after makeOutput, which may grow the heap
+      const xAt = heapOffset(backend, input) / 4,
+        dyAt = heapOffset(backend, dy) / 4,
+        dxAt = heapOffset(backend, out) / 4;
       const { batchSize, inHeight, inWidth, inChannels: ch, outHeight, outWidth } = info;
       const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
       const top = info.padInfo.top, left = info.padInfo.left;

@@ -18,9 +18,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
 import { sumRows } from "./simd_loops.ts";
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
+import { heapFloat32, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 
 /** `[outer, R, inner]` if `axes` are one contiguous block that does not include the last axis. */
 export function reducedBlock(shape: number[], axes: number[]): [number, number, number] | undefined {
@@ -59,12 +57,10 @@ export function wasmHeapReduceKernel(kind: "Sum" | "Mean", native: KernelConfig)
       const shape = keepDims
         ? x.shape.map((d, i) => (reduced.has(i) ? 1 : d))
         : x.shape.filter((_, i) => !reduced.has(i));
-      const backend = args.backend as Any;
-      const out = backend.makeOutput(shape, "float32") as tf.TensorInfo;
-      // the heap after makeOutput, which may grow it
-      const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
-      const xAt = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
-      const outAt = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+      const backend = args.backend as unknown as WasmHeapBackend;
+      const out = backend.makeOutput(shape, "float32");
+      const heap = heapFloat32(backend); // after makeOutput, which may grow the heap
+      const xAt = heapOffset(backend, x) / 4, outAt = heapOffset(backend, out) / 4;
       for (let o = 0; o < outer; o++) {
         const slab = xAt + o * r * inner, to = outAt + o * inner;
         heap.fill(0, to, to + inner);

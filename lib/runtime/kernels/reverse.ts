@@ -8,9 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Tensor } from "../../types.ts";
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
+import { heapBytes, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 
 /**
  * `x` with its first axis reversed (`out[i] = x[T - 1 - i]`).
@@ -21,15 +19,14 @@ type Any = any;
 export function reverseLeadingAxis<T extends Tensor>(x: T): T {
   const taps = x.shape[0];
   if (taps <= 1) return tf.clone(x);
-  const backend = tf.backend() as Any;
   if (tf.getBackend() !== "wasm" || x.dtype !== "float32") return tf.reverse(x, 0);
-  const out = backend.makeOutput(x.shape, "float32") as tf.TensorInfo;
-  const src = backend.dataIdMap.get(x.dataId).memoryOffset as number;
-  const dst = backend.dataIdMap.get(out.dataId).memoryOffset as number;
+  const backend = tf.backend() as unknown as WasmHeapBackend;
+  const out = backend.makeOutput(x.shape, "float32");
+  const src = heapOffset(backend, x), dst = heapOffset(backend, out);
   const bytes = (x.size / taps) * 4;
-  const heap = backend.wasm.HEAPU8 as Uint8Array; // fetched now: the heap may have grown
+  const heap = heapBytes(backend); // after makeOutput, which may grow the heap
   for (let i = 0; i < taps; i++) {
     heap.copyWithin(dst + i * bytes, src + (taps - 1 - i) * bytes, src + (taps - i) * bytes);
   }
-  return tf.engine().makeTensorFromTensorInfo(out, backend) as T;
+  return tf.engine().makeTensorFromTensorInfo(out, backend as unknown as tf.KernelBackend) as T;
 }

@@ -17,6 +17,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { heapFloat32, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -306,15 +307,9 @@ function loopsFor(backend: Any): Loops | null {
 
 const fr = Math.fround;
 
-/** Byte offsets of `infos` on the heap, or `undefined` if any is missing. */
-function offsets(backend: Any, infos: tf.TensorInfo[]): number[] | undefined {
-  const out: number[] = [];
-  for (const t of infos) {
-    const o = backend.dataIdMap.get(t.dataId)?.memoryOffset;
-    if (o == null) return undefined;
-    out.push(o);
-  }
-  return out;
+/** Byte offsets of `infos` on the heap. */
+function offsets(backend: WasmHeapBackend, infos: tf.TensorInfo[]): number[] {
+  return infos.map((t) => heapOffset(backend, t));
 }
 
 /** Whether {@link momentumUpdate} and {@link adamUpdate} can run on the current backend. */
@@ -350,10 +345,10 @@ export function momentumUpdate(
   const loops = loopsFor(backend)!;
   const wOut = backend.makeOutput(w.shape, "float32") as tf.TensorInfo;
   const vOut = backend.makeOutput(w.shape, "float32") as tf.TensorInfo;
-  const [wAt, vAt, gAt, woAt, voAt] = offsets(backend, [w, v, g, wOut, vOut])!;
+  const [wAt, vAt, gAt, woAt, voAt] = offsets(backend, [w, v, g, wOut, vOut]);
   const n = w.size;
   loops.momentum(wAt, vAt, gAt, woAt, voAt, n, m, c);
-  const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
+  const heap = heapFloat32(backend);
   for (let k = n & ~3; k < n; k++) {
     const acc = fr(fr(m * heap[vAt / 4 + k]) + heap[gAt / 4 + k]);
     heap[voAt / 4 + k] = acc;
@@ -405,10 +400,10 @@ export function adamUpdate(
   const backend = tf.backend() as Any;
   const loops = loopsFor(backend)!;
   const outs = [0, 1, 2].map(() => backend.makeOutput(w.shape, "float32") as tf.TensorInfo);
-  const [wAt, mAt, vAt, gAt, woAt, moAt, voAt] = offsets(backend, [w, m, v, g, ...outs])!;
+  const [wAt, mAt, vAt, gAt, woAt, moAt, voAt] = offsets(backend, [w, m, v, g, ...outs]);
   const n = w.size;
   loops.adam(wAt, mAt, vAt, gAt, woAt, moAt, voAt, n, k.b1, k.c1, k.b2, k.c2, k.d1, k.d2, k.eps, k.step);
-  const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
+  const heap = heapFloat32(backend);
   for (let i = n & ~3; i < n; i++) {
     const gi = heap[gAt / 4 + i];
     const mi = fr(fr(heap[mAt / 4 + i] * k.b1) + fr(gi * k.c1));

@@ -17,14 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
-
-/** The byte offset of `info`'s data on the wasm heap. */
-function heapOffset(backend: Any, info: tf.TensorInfo): number {
-  return backend.dataIdMap.get(info.dataId).memoryOffset;
-}
+import { heapBytes, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 
 /**
  * `Slice` on wasm (attrs `begin`, `size`; `size` -1 runs to the end), copying contiguous runs
@@ -45,12 +38,11 @@ export function wasmSliceKernel(native: KernelConfig): KernelConfig {
       const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
       const [from, sizes] = tf.slice_util.parseSliceParams(x, begin, size);
       tf.slice_util.assertParamsValid(x, from, sizes);
-      const backend = args.backend as Any;
-      const out = backend.makeOutput(sizes, x.dtype) as tf.TensorInfo;
+      const backend = args.backend as unknown as WasmHeapBackend;
+      const out = backend.makeOutput(sizes, x.dtype);
       const total = tf.util.sizeFromShape(sizes);
       if (total === 0) return out;
-      // the heap after makeOutput, which may grow it
-      const heap = backend.wasm.HEAPU8 as Uint8Array;
+      const heap = heapBytes(backend); // after makeOutput, which may grow the heap
       const bytes = x.dtype === "bool" ? 1 : 4;
       const src = heapOffset(backend, x), dst = heapOffset(backend, out);
       const copy = (to: number, offset: number) =>
@@ -100,7 +92,7 @@ export function wasmIdentityKernel(native: KernelConfig): KernelConfig {
     kernelFunc: (args) => {
       const x = args.inputs.x as tf.TensorInfo;
       if (x.dtype === "string") return native.kernelFunc(args);
-      (args.backend as Any).incRef(x.dataId);
+      (args.backend as unknown as WasmHeapBackend).incRef(x.dataId);
       return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
     },
   };

@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "../../types.ts";
+import { heapFloat32, heapOffset, type WasmHeapBackend } from "./wasm_heap.ts";
 
 /**
  * The smallest equivalent transpose: `shape` and `perm` with size-1 axes dropped and adjacent
@@ -79,9 +80,6 @@ export function registerMergedTranspose(): boolean {
   return true;
 }
 
-// deno-lint-ignore no-explicit-any
-type Any = any;
-
 /** The block edge of {@link transpose2d} (16: 4.0 ms for a 4608x512 matrix; 8: 4.8, 32: 5.3). */
 const BLOCK = 16;
 
@@ -96,12 +94,10 @@ const BLOCK = 16;
 export function transpose2d(x: tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() !== "wasm" || x.dtype !== "float32") return tf.transpose(x);
   const [rows, cols] = x.shape;
-  const backend = tf.backend() as Any;
-  const out = backend.makeOutput([cols, rows], "float32") as tf.TensorInfo;
-  // the heap after makeOutput, which may grow it
-  const heap = new Float32Array((backend.wasm.HEAPU8 as Uint8Array).buffer);
-  const src = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
-  const dst = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+  const backend = tf.backend() as unknown as WasmHeapBackend;
+  const out = backend.makeOutput([cols, rows], "float32");
+  const heap = heapFloat32(backend); // after makeOutput, which may grow the heap
+  const src = heapOffset(backend, x) / 4, dst = heapOffset(backend, out) / 4;
   for (let i0 = 0; i0 < rows; i0 += BLOCK) {
     const i1 = Math.min(rows, i0 + BLOCK);
     for (let j0 = 0; j0 < cols; j0 += BLOCK) {
@@ -112,5 +108,5 @@ export function transpose2d(x: tf.Tensor2D): tf.Tensor2D {
       }
     }
   }
-  return tf.engine().makeTensorFromTensorInfo(out, backend) as tf.Tensor2D;
+  return tf.engine().makeTensorFromTensorInfo(out, backend as unknown as tf.KernelBackend) as tf.Tensor2D;
 }
