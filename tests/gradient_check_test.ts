@@ -193,6 +193,24 @@ for (const backend of BACKENDS) {
   }
 }
 
+/** `run` on wasm (it must leave no tensor behind), then on cpu: `[wasm's result, cpu's]`. */
+async function onWasmThenCpu<T>(run: () => T): Promise<[T, T]> {
+  await tf.setBackend("wasm");
+  const before = tf.memory().numTensors;
+  const wasm = run();
+  assert.equal(tf.memory().numTensors, before, "tensors left behind");
+  await tf.setBackend("cpu");
+  return [wasm, run()];
+}
+
+/**
+ * The first index where `wasm` and `cpu` differ by more than float rounding (1e-6 relative to cpu's
+ * value), or -1: the max-pool gradients add overlapping windows' shares in another order than cpu's.
+ */
+function firstMismatch(wasm: number[], cpu: number[]): number {
+  return wasm.findIndex((v, j) => !(Math.abs(v - cpu[j]) <= 1e-6 * Math.max(1, Math.abs(cpu[j]))));
+}
+
 Deno.test("max pooling over windows of negative values and zeros: wasm = cpu (forward, argmax, gradient)", async () => {
   // tfjs-backend-wasm's MaxPoolGrad / MaxPool3D / MaxPool3DGrad / MaxPoolWithArgmax started each window at
   // 2^-126 (the smallest positive float): a window with no value above it lost its gradient (and MaxPool3D
@@ -223,12 +241,7 @@ Deno.test("max pooling over windows of negative values and zeros: wasm = cpu (fo
       const am = tf.maxPoolWithArgmax(tf.neg(tf.abs(x)) as tf.Tensor4D, 2, 2, "valid");
       return [g2, gRelu, g3, y3, am.result, gValid, gOverlap, am.indexes].map((t) => Array.from(t.dataSync()));
     });
-  await tf.setBackend("wasm");
-  const before = tf.memory().numTensors;
-  const wasm = run();
-  assert.equal(tf.memory().numTensors, before, "tensors left behind");
-  await tf.setBackend("cpu");
-  const cpu = run();
+  const [wasm, cpu] = await onWasmThenCpu(run);
   const names = [
     "maxPool gradient",
     "maxPool of a relu gradient",
@@ -239,8 +252,7 @@ Deno.test("max pooling over windows of negative values and zeros: wasm = cpu (fo
     "3x3 stride-1 maxPool gradient",
   ];
   names.forEach((name, i) => {
-    // the gradients sum overlapping windows' shares in another order than cpu: equal to float rounding
-    const at = wasm[i].findIndex((v, j) => !(Math.abs(v - cpu[i][j]) <= 1e-6 * Math.max(1, Math.abs(cpu[i][j]))));
+    const at = firstMismatch(wasm[i], cpu[i]);
     assert.equal(at, -1, `${name}: wasm differs from cpu at ${at}: ${wasm[i][at]} vs ${cpu[i][at]}`);
   });
   assert.deepEqual(wasm[7], cpu[7], `argmax indices ${wasm[7].slice(0, 8)} vs ${cpu[7].slice(0, 8)}`);
@@ -275,18 +287,10 @@ Deno.test("maxPool gradient on wasm = cpu over pool geometries, ties and padding
         return [Array.from(g.dataSync()), Array.from(gRelu.dataSync())];
       })
     );
-  await tf.setBackend("wasm");
-  const before = tf.memory().numTensors;
-  const wasm = run();
-  assert.equal(tf.memory().numTensors, before, "tensors left behind");
-  await tf.setBackend("cpu");
-  const cpu = run();
+  const [wasm, cpu] = await onWasmThenCpu(run);
   cases.forEach((c, i) => {
     for (const j of [0, 1]) {
-      // overlapping windows' shares are summed in another order than cpu's: equal to float rounding
-      const at = wasm[i][j].findIndex((v, m) =>
-        !(Math.abs(v - cpu[i][j][m]) <= 1e-6 * Math.max(1, Math.abs(cpu[i][j][m])))
-      );
+      const at = firstMismatch(wasm[i][j], cpu[i][j]);
       assert.equal(
         at,
         -1,
