@@ -110,7 +110,8 @@ export function maxPoolGrad2dWasmKernel(native: KernelConfig): KernelConfig {
 
 /**
  * The wasm kernel config replacing `native` (tfjs-backend-wasm's `MaxPoolGrad` or
- * `MaxPool3DGrad`), correct for windows of non-positive values.
+ * `MaxPool3DGrad`), correct for windows of non-positive values. Registered for `MaxPool3DGrad`;
+ * `MaxPoolGrad` gets {@link maxPoolGrad2dWasmKernel}.
  *
  * @param native the wasm backend's own kernel config.
  * @returns the config to register in its place.
